@@ -1,0 +1,478 @@
+// Pool: creation, slow paths, return ring, teardown.
+//
+// Ownership map (who writes what) is in pool.hpp next to the fields; the
+// memory-ordering argument is in docs/design.md and next to each atomic.
+#include "pagepool/pool.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+
+#include "pagepool/provider.hpp"
+
+namespace pagepool {
+
+using detail::id_page;
+using detail::page_id;
+
+namespace {
+
+std::string pool_label(const Params& p) {
+  return p.name.empty() ? std::string("pagepool") : "pagepool '" + p.name + "'";
+}
+
+[[noreturn]] void bad(const Params& p, const std::string& what) {
+  throw std::invalid_argument(pool_label(p) + ": " + what);
+}
+
+void validate(const Params& p) {
+  if (p.order > kMaxOrder)
+    bad(p, "order " + std::to_string(p.order) + " out of range [0, " + std::to_string(kMaxOrder) +
+               "]");
+  if (p.pool_size == 0 || p.pool_size > kMaxPoolSize)
+    bad(p, "pool_size " + std::to_string(p.pool_size) + " out of range [1, " +
+               std::to_string(kMaxPoolSize) + "]");
+  if (p.flags & ~kAllFlags)
+    bad(p, "unknown flags 0x" + [&] {
+      char b[16];
+      std::snprintf(b, sizeof b, "%x", p.flags & ~kAllFlags);
+      return std::string(b);
+    }() + " (allowed: kDmaMap | kDmaSyncDev)");
+  if (p.nid < -1) bad(p, "nid " + std::to_string(p.nid) + " out of range [-1, max node]");
+  const std::size_t bytes = kPageSize << p.order;
+  if ((p.flags & kDmaSyncDev) && !(p.flags & kDmaMap))
+    bad(p, "flags: kDmaSyncDev requires kDmaMap");
+  if ((p.flags & kDmaSyncDev) && p.max_len == 0)
+    bad(p, "max_len 0: kDmaSyncDev requires max_len in [1, page size - offset]");
+  if (std::uint64_t{p.offset} + p.max_len > bytes)
+    bad(p, "offset + max_len = " + std::to_string(std::uint64_t{p.offset} + p.max_len) +
+               " exceeds the page size " + std::to_string(bytes));
+  if (p.provider && p.provider->order() != p.order)
+    bad(p, "provider '" + std::string(p.provider->name()) + "' serves order " +
+               std::to_string(p.provider->order()) + ", not order " + std::to_string(p.order));
+}
+
+}  // namespace
+
+// ---- creation ---------------------------------------------------------------
+
+PoolPtr Pool::create(const Params& params) {
+  validate(params);
+  return PoolPtr(new Pool(params));
+}
+
+Pool::Pool(const Params& params) : params_(params) {
+  provider_ = params.provider ? params.provider
+                              : std::make_shared<AnonProvider>(params.order, params.nid);
+  params_.provider.reset();  // the pool's reference is provider_
+  prov_ = provider_.get();
+  owner_.store(detail::self(), std::memory_order_relaxed);
+  dma_map_ = params.flags & kDmaMap;
+  sync_ = (params.flags & kDmaSyncDev) && prov_->needs_sync();
+  order_ = params.order;
+  pool_size_ = params.pool_size;
+  max_inflight_ = params.max_inflight;
+  page_bytes_ = kPageSize << params.order;
+  budget_ = max_inflight_ ? max_inflight_ : ~std::uint64_t{0};
+}
+
+Pool::~Pool() = default;
+
+void Pool::bind_owner() noexcept { owner_.store(detail::self(), std::memory_order_relaxed); }
+
+// ---- allocation slow path -----------------------------------------------------
+
+Page* Pool::alloc_slow() {
+  assert_owner("alloc_page");
+  if (budget_ == 0) {
+    // Re-check the cap against the exact count: pages may have come back.
+    const std::uint64_t out = levels().inflight;
+    budget_ = out < max_inflight_ ? max_inflight_ - out : 0;
+    if (budget_ == 0) {
+      PP_STAT(limited_);
+      return nullptr;
+    }
+  }
+  std::uint32_t n = count_.load(std::memory_order_relaxed);
+  Page* p;
+  if (n != 0) {  // only the budget sent us here
+    PP_STAT(fast_);
+  } else if ((n = refill_from_ring()) != 0) {
+    PP_STAT(refill_);
+  } else {
+    PP_STAT(empty_);
+    if ((n = refill_from_provider()) == 0) {
+      PP_STAT(fail_);
+      return nullptr;
+    }
+    if (order_ == 0)
+      PP_STAT(slow_);
+    else
+      PP_STAT(slow_high_order_);
+  }
+  --budget_;
+  p = cache_[n - 1];
+  count_.store(n - 1, std::memory_order_relaxed);
+  p->ref.store(1, std::memory_order_relaxed);
+  return p;
+}
+
+std::size_t Pool::alloc_pages_bulk(Page** out, std::size_t n) {
+  assert_owner("alloc_pages_bulk");
+  std::size_t i = 0;
+  while (i < n) {
+    std::uint32_t c = count_.load(std::memory_order_relaxed);
+    const auto k = static_cast<std::uint32_t>(std::min<std::uint64_t>({c, n - i, budget_}));
+    for (std::uint32_t j = 0; j < k; ++j) {
+      Page* p = cache_[--c];
+      p->ref.store(1, std::memory_order_relaxed);
+      out[i++] = p;
+    }
+    count_.store(c, std::memory_order_relaxed);
+    budget_ -= k;
+    PP_STAT_ADD(fast_, k);
+    if (i == n) break;
+    Page* p = alloc_slow();  // refills the cache (or fails)
+    if (!p) break;
+    out[i++] = p;
+  }
+  return i;
+}
+
+// Moves up to kRefill pages from the return ring into the empty cache.
+std::uint32_t Pool::refill_from_ring() {
+  if (local_head_ == 0) {
+    std::uint64_t h = ring_.load(std::memory_order_relaxed);
+    do {
+      if ((h & kRingIdMask) == 0) return 0;
+      // acquire: pairs with every pusher's release CAS (a chain of RMWs is
+      // one release sequence), so the links and the pages' contents written
+      // before each push are visible. The count stays: the taken chain is
+      // still "in the ring" until moved into the cache.
+    } while (!ring_.compare_exchange_weak(h, h & ~kRingIdMask, std::memory_order_acquire,
+                                          std::memory_order_relaxed));
+    local_head_ = static_cast<std::uint32_t>(h & kRingIdMask);
+  }
+  std::uint32_t n = 0;
+  while (n < kRefill && local_head_ != 0) {
+    Page* p = id_page(local_head_);
+    local_head_ = p->next.load(std::memory_order_relaxed);
+    cache_[n++] = p;
+  }
+  count_.store(n, std::memory_order_relaxed);
+  // Relaxed: the count only bounds capacity; no data travels with it.
+  ring_.fetch_sub(std::uint64_t{n} << 32, std::memory_order_relaxed);
+  PP_STAT_ADD(ring_collected_, n);
+  return n;
+}
+
+// Takes a bulk of pages from the provider into the empty cache, mapping
+// each (kDmaMap). Pages the provider refuses to map go straight back.
+std::uint32_t Pool::refill_from_provider() {
+  const std::uint32_t want = std::max<std::uint32_t>(1, kBulk >> order_);
+  Page* got[kBulk];
+  const std::size_t n = prov_->alloc_bulk(got, want);
+  std::uint32_t kept = 0;
+  Page* refused[kBulk];
+  std::size_t nrefused = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Page* p = got[i];
+    if (dma_map_) {
+      std::uint64_t dma = 0;
+      if (prov_->map(p, &dma)) {
+        refused[nrefused++] = p;
+        continue;
+      }
+      p->dma.store(dma, std::memory_order_relaxed);
+    }
+    // Relaxed: the page reaches other threads only after the caller hands
+    // it over, which orders this store.
+    p->pool.store(this, std::memory_order_relaxed);
+    cache_[kept++] = p;
+  }
+  if (nrefused) prov_->release_bulk(refused, nrefused);
+  if (kept) {
+    hold_.add(kept);
+    state_.fetch_add(std::uint64_t{kept} << 1, std::memory_order_acq_rel);
+  }
+  count_.store(kept, std::memory_order_relaxed);
+  return kept;
+}
+
+// ---- fragments ---------------------------------------------------------------
+
+// Ends carving of the current page: drop the bias minus the fragments handed
+// out; if they are all back already, the page returns to the cache.
+void Pool::finish_frag_page() {
+  Page* p = frag_page_.load(std::memory_order_relaxed);
+  if (!p) return;
+  const std::uint32_t drop = detail::kFragBias - frag_users_.load(std::memory_order_relaxed);
+  frag_page_.store(nullptr, std::memory_order_relaxed);
+  frag_users_.store(0, std::memory_order_relaxed);
+  // acq_rel: as in put_ref; if this is the last reference we receive every
+  // fragment holder's writes.
+  if (p->ref.fetch_sub(drop, std::memory_order_acq_rel) == drop) recycle(p, -1, is_owner());
+}
+
+Page* Pool::alloc_frag_slow(std::uint32_t size, std::uint32_t* offset) {
+  assert_owner("alloc_frag");
+  const std::uint64_t sz = (std::uint64_t{size} + 63) & ~std::uint64_t{63};
+  if (size == 0 || sz > page_bytes_) return nullptr;
+  finish_frag_page();
+  Page* p = alloc_page();
+  if (!p) return nullptr;
+  p->ref.store(detail::kFragBias, std::memory_order_relaxed);  // owner-private still
+  frag_page_.store(p, std::memory_order_relaxed);
+  frag_offset_ = static_cast<std::uint32_t>(sz);
+  frag_users_.store(1, std::memory_order_relaxed);
+  *offset = 0;
+  return p;
+}
+
+// ---- return path ---------------------------------------------------------------
+
+void Pool::sync_for_device_slow(Page* p, std::int32_t sync_size) {
+  const std::uint32_t max_len = params_.max_len;
+  const std::uint32_t len =
+      sync_size < 0 ? max_len : std::min<std::uint32_t>(static_cast<std::uint32_t>(sync_size), max_len);
+  if (len) prov_->sync_for_device(p, params_.offset, len);
+}
+
+Pool::Push Pool::ring_push(Page* first, Page* last, std::uint32_t n) {
+  const std::uint32_t id = page_id(first);
+  std::uint64_t h = ring_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (h & kRingClosed) return Push::closed;
+    if ((h >> 32) + n > pool_size_) return Push::full;
+    last->next.store(static_cast<std::uint32_t>(h & kRingIdMask), std::memory_order_relaxed);
+    const std::uint64_t nh = ((h + (std::uint64_t{n} << 32)) & ~kRingIdMask) | id;
+    // release: the chain's links and the pages' contents happen before the
+    // owner's acquire CAS that takes the chain. A CAS on the whole word also
+    // fails against a concurrent close, so no page is pushed after it.
+    // After success the pool may be freed at any moment: touch nothing.
+    if (ring_.compare_exchange_weak(h, nh, std::memory_order_release, std::memory_order_relaxed))
+      return Push::ok;
+  }
+}
+
+void Pool::recycle_slow(Page* p, bool direct) {
+  if (direct) {
+    // Owner, cache full: spill the older half of the cache into the ring in
+    // one push, so the next kRefill direct recycles stay on the fast path.
+    PP_STAT(cache_full_);
+    for (std::uint32_t i = 0; i + 1 < kRefill; ++i)
+      cache_[i]->next.store(page_id(cache_[i + 1]), std::memory_order_relaxed);
+    Push r = ring_push(cache_[0], cache_[kRefill - 1], kRefill);
+    if (r != Push::ok) {
+      ring_full_.fetch_add(kRefill, std::memory_order_relaxed);
+      release_pages(cache_, kRefill, false);
+    }
+    std::copy(cache_ + kRefill, cache_ + kCacheSize, cache_);
+    cache_[kCacheSize - kRefill] = p;
+    count_.store(kCacheSize - kRefill + 1, std::memory_order_relaxed);
+    return;
+  }
+  switch (ring_push(p, p, 1)) {
+    case Push::ok:
+      return;
+    case Push::full:
+      ring_full_.fetch_add(1, std::memory_order_relaxed);
+      release_pages(&p, 1, false);
+      return;
+    case Push::closed:
+      release_pages(&p, 1, true);
+      return;
+  }
+}
+
+void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
+  // Consecutive pages of one pool that do not go to its owner's cache are
+  // linked into a chain and handed over with one push.
+  Pool* cur = nullptr;
+  Page* first = nullptr;
+  Page* last = nullptr;
+  std::uint32_t cnt = 0;
+  auto flush = [&] {
+    if (!cnt) return;
+    switch (cur->ring_push(first, last, cnt)) {
+      case Push::ok:
+        break;
+      case Push::full:
+        cur->ring_full_.fetch_add(cnt, std::memory_order_relaxed);
+        cur->release_chain(first, cnt, false);
+        break;
+      case Push::closed:
+        cur->release_chain(first, cnt, true);
+        break;
+    }
+    cnt = 0;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    Page* p = pages[i];
+    detail::check_page(p, "put_pages_bulk");
+    if (!detail::put_ref(p, "put_pages_bulk")) continue;
+    Pool* pool = p->pool.load(std::memory_order_relaxed);
+    if (pool->is_owner()) {
+      pool->recycle(p, -1, true);
+      continue;
+    }
+    if (PP_UNLIKELY(pool->sync_)) pool->sync_for_device_slow(p, -1);
+    if (pool != cur || cnt == pool->pool_size_) {
+      flush();
+      cur = pool;
+      last = p;
+    }
+    p->next.store(cnt ? page_id(first) : 0, std::memory_order_relaxed);
+    first = p;
+    ++cnt;
+  }
+  flush();
+}
+
+void Pool::release_page(Page* p) {
+  detail::check_page(p, "release_page");
+  if (PP_UNLIKELY(p->pool.load(std::memory_order_relaxed) != this))
+    detail::die_wrong_pool(p, this, "release_page");
+  if (detail::put_ref(p, "release_page")) release_pages(&p, 1, false);
+}
+
+void Pool::release_chain(Page* first, std::size_t n, bool refcnt) {
+  Page* batch[kBulk];
+  while (n) {
+    std::size_t k = 0;
+    while (k < kBulk && k < n) {
+      batch[k++] = first;
+      first = id_page(first->next.load(std::memory_order_relaxed));
+    }
+    n -= k;
+    // The last batch may free the pool; nothing of it is touched after.
+    release_pages(batch, k, refcnt);
+  }
+}
+
+// Gives pages back to the provider. refcnt: they came back after destroy.
+// May free the pool (see state_): the caller must not touch it afterwards.
+void Pool::release_pages(Page* const* pages, std::size_t n, bool refcnt) {
+  for (std::size_t i = 0; i < n; ++i) {
+    Page* p = pages[i];
+    if (dma_map_) prov_->unmap(p);
+    p->dma.store(0, std::memory_order_relaxed);
+    p->pool.store(nullptr, std::memory_order_relaxed);
+  }
+  prov_->release_bulk(pages, n);
+  if (refcnt) released_refcnt_.fetch_add(n, std::memory_order_relaxed);
+  release_.fetch_add(n, std::memory_order_relaxed);
+  // acq_rel: see state_. The thread reaching "detached, 0 held" frees.
+  const std::uint64_t s = state_.fetch_sub(std::uint64_t{n} << 1, std::memory_order_acq_rel) -
+                          (std::uint64_t{n} << 1);
+  if (s == 1) delete this;
+}
+
+// ---- teardown -----------------------------------------------------------------
+
+void PoolDeleter::operator()(Pool* pool) const noexcept { pool->destroy(); }
+
+void Pool::destroy() noexcept {
+  // No direct recycles from now on: every later last-put goes to the ring,
+  // finds it closed and releases.
+  owner_.store(0, std::memory_order_relaxed);
+  // acquire: pairs with the pushes' release CASes (we take their chain).
+  // Every later push CAS fails against the new word and sees the bit.
+  const std::uint64_t h = ring_.fetch_or(kRingClosed, std::memory_order_acq_rel);
+  const auto ring_pages = static_cast<std::uint32_t>(h >> 32);
+  ring_.store(kRingClosed, std::memory_order_relaxed);
+
+  Page* p = frag_page_.load(std::memory_order_relaxed);
+  if (p) {
+    const std::uint32_t drop = detail::kFragBias - frag_users_.load(std::memory_order_relaxed);
+    frag_page_.store(nullptr, std::memory_order_relaxed);
+    if (p->ref.fetch_sub(drop, std::memory_order_acq_rel) == drop) {
+      const std::uint32_t c = count_.load(std::memory_order_relaxed);
+      if (c < kCacheSize) {
+        cache_[c] = p;
+        count_.store(c + 1, std::memory_order_relaxed);
+      } else {
+        release_pages(&p, 1, false);
+      }
+    }
+  }
+  // The owner's taken chain and the ring's chain hold ring_pages together.
+  std::uint32_t in_local = 0;
+  for (std::uint32_t id = local_head_; id; id = id_page(id)->next.load(std::memory_order_relaxed))
+    ++in_local;
+  if (in_local) release_chain(id_page(local_head_), in_local, false);
+  local_head_ = 0;
+  if (ring_pages > in_local) release_chain(id_page(h & kRingIdMask), ring_pages - in_local, false);
+
+  const std::uint32_t c = count_.load(std::memory_order_relaxed);
+  count_.store(0, std::memory_order_relaxed);
+  if (c) release_pages(cache_, c, false);
+  // Detach. Before this the held count cannot reach the free condition.
+  if (state_.fetch_add(1, std::memory_order_acq_rel) + 1 == 1) delete this;
+}
+
+// ---- observation ---------------------------------------------------------------
+
+Levels Pool::levels() const noexcept {
+  Levels l{};
+  l.held = state_.load(std::memory_order_acquire) >> 1;
+  l.cache = count_.load(std::memory_order_relaxed);
+  l.ring = ring_.load(std::memory_order_relaxed) >> 32;
+  if (Page* f = frag_page_.load(std::memory_order_relaxed)) {
+    const std::uint64_t users = frag_users_.load(std::memory_order_relaxed);
+    const std::uint64_t ref = f->ref.load(std::memory_order_relaxed);
+    l.carving_idle = users + ref == detail::kFragBias;  // every fragment is back
+  }
+  const std::uint64_t in = l.cache + l.ring + l.carving_idle;
+  // Concurrent moves (ring -> cache) can double count for an instant.
+  l.inflight = l.held > in ? l.held - in : 0;
+  return l;
+}
+
+Stats Pool::stats() const noexcept {
+  Stats s{};
+  s.alloc = {fast_.get(),  slow_.get(),  slow_high_order_.get(), empty_.get(), refill_.get(),
+             waive_.get(), limited_.get(), fail_.get()};
+#if PAGEPOOL_STATS
+  s.recycle = {cached_.get(), cache_full_.get(),
+               ring_collected_.get() + (ring_.load(std::memory_order_relaxed) >> 32),
+               ring_full_.load(std::memory_order_relaxed),
+               released_refcnt_.load(std::memory_order_relaxed)};
+#endif
+  s.hold = hold_.get();
+  s.release = release_.load(std::memory_order_relaxed);
+  return s;
+}
+
+Levels Pool::check() const {
+  auto fail = [&](const std::string& what) {
+    throw std::logic_error(pool_label(params_) + ": invariant broken: " + what);
+  };
+  std::unordered_set<const Page*> seen;
+  auto visit = [&](const Page* p, const char* where) {
+    if (p->ref.load(std::memory_order_relaxed) != 0) fail(std::string("referenced page in ") + where);
+    if (p->pool.load(std::memory_order_relaxed) != this) fail(std::string("foreign page in ") + where);
+    if (!seen.insert(p).second) fail(std::string("page twice, second time in ") + where);
+  };
+  const Levels l = levels();
+  for (std::uint32_t i = 0; i < l.cache; ++i) visit(cache_[i], "the cache");
+  std::uint64_t ring = 0;
+  for (std::uint32_t id = local_head_; id; id = id_page(id)->next.load(std::memory_order_relaxed), ++ring)
+    visit(id_page(id), "the taken chain");
+  for (std::uint32_t id = static_cast<std::uint32_t>(ring_.load(std::memory_order_acquire) & kRingIdMask);
+       id; id = id_page(id)->next.load(std::memory_order_relaxed), ++ring)
+    visit(id_page(id), "the ring");
+  if (ring != l.ring) fail("ring count " + std::to_string(l.ring) + " but " + std::to_string(ring) + " pages linked");
+  if (hold_.get() - release_.load(std::memory_order_relaxed) != l.held)
+    fail("hold - release != pages held");
+  if (l.cache + l.ring + l.carving_idle > l.held) fail("more pages resting than held");
+  return l;
+}
+
+// ---- page functions -----------------------------------------------------------
+
+std::size_t page_size(const Page* p) { return page_pool(p)->page_bytes(); }
+
+}  // namespace pagepool

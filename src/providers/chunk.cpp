@@ -1,0 +1,147 @@
+// ChunkProvider: pages carved from large chunks, kept on a lock-free stack
+// of batches (see provider.hpp for the layout of the head and batches).
+#include <algorithm>
+#include <cerrno>
+
+#include "mem/arena.hpp"
+#include "pagepool/provider.hpp"
+
+namespace pagepool {
+
+using detail::id_page;
+using detail::page_id;
+
+namespace {
+constexpr std::uint64_t kLow = 0xffffffffu;
+}
+
+ChunkProvider::ChunkProvider(unsigned order, std::size_t chunk_bytes)
+    : order_(order),
+      chunk_bytes_((std::max(chunk_bytes, kPageSize << order) + detail::kGranule - 1) /
+                   detail::kGranule * detail::kGranule) {}
+
+ChunkProvider::~ChunkProvider() = default;
+
+Page* ChunkProvider::pop_batch() noexcept {
+  // acquire: pairs with push_batch's release CAS, so the batch's links and
+  // count are visible before we follow them.
+  std::uint64_t h = free_.load(std::memory_order_acquire);
+  for (;;) {
+    const auto id = static_cast<std::uint32_t>(h & kLow);
+    if (id == 0) return nullptr;
+    Page* first = id_page(id);
+    // May read a page another thread popped meanwhile; the tag then makes
+    // the CAS fail, so a stale link is never installed.
+    const std::uint64_t link = first->dma.load(std::memory_order_relaxed);
+    const std::uint64_t nh = (((h >> 32) + 1) << 32) | (link & kLow);
+    if (free_.compare_exchange_weak(h, nh, std::memory_order_acquire, std::memory_order_acquire))
+      return first;
+  }
+}
+
+// Pushes a batch of n pages whose links already end in 0 at its last page.
+void ChunkProvider::push_batch(Page* first, std::uint32_t n) noexcept {
+  std::uint64_t h = free_.load(std::memory_order_relaxed);
+  const std::uint32_t id = page_id(first);
+  for (;;) {
+    first->dma.store((std::uint64_t{n} << 32) | (h & kLow), std::memory_order_relaxed);
+    // release: the batch's links and count happen before a pop that sees it.
+    if (free_.compare_exchange_weak(h, (h & ~kLow) | id, std::memory_order_release,
+                                    std::memory_order_relaxed))
+      return;
+  }
+}
+
+std::size_t ChunkProvider::alloc_bulk(Page** out, std::size_t n) noexcept {
+  std::size_t got = 0;
+  while (got < n) {
+    Page* first = pop_batch();
+    if (!first) return got + grow(out + got, n - got);
+    auto count = static_cast<std::uint32_t>(first->dma.load(std::memory_order_relaxed) >> 32);
+    Page* p = first;
+    while (count != 0 && got < n) {
+      out[got++] = p;
+      --count;
+      p->dma.store(0, std::memory_order_relaxed);
+      p = id_page(p->next.load(std::memory_order_relaxed));
+    }
+    if (count != 0) push_batch(p, count);  // the rest goes back whole
+  }
+  return got;
+}
+
+void ChunkProvider::release_bulk(Page* const* pages, std::size_t n) noexcept {
+  while (n != 0) {
+    const auto k = static_cast<std::uint32_t>(std::min<std::size_t>(n, kLow));
+    for (std::uint32_t i = 0; i + 1 < k; ++i)
+      pages[i]->next.store(page_id(pages[i + 1]), std::memory_order_relaxed);
+    pages[k - 1]->next.store(0, std::memory_order_relaxed);
+    push_batch(pages[0], k);
+    pages += k;
+    n -= k;
+  }
+}
+
+std::size_t ChunkProvider::grow(Page** out, std::size_t n) noexcept {
+  // Two callers racing here both reserve a chunk; the spare pages simply
+  // wait on the free list.
+  std::lock_guard lock(grow_mu_);
+  int nid = -1;
+  void* mem = reserve_chunk(chunk_bytes_, &nid);
+  if (!mem) return 0;
+  const unsigned shift = static_cast<unsigned>(__builtin_ctzll(kPageSize)) + order_;
+  const auto npages = static_cast<std::uint32_t>(chunk_bytes_ >> shift);
+  Page* pages = detail::meta_alloc(npages);
+  auto* base = static_cast<std::byte*>(mem);
+  if (!pages) {
+    unreserve_chunk(mem, chunk_bytes_);
+    return 0;
+  }
+  for (std::uint32_t i = 0; i < npages; ++i) {
+    pages[i].addr = base + (std::size_t{i} << shift);
+    pages[i].next.store(i + 1 < npages ? page_id(&pages[i + 1]) : 0, std::memory_order_relaxed);
+  }
+  try {
+    chunks_.push_back({base, chunk_bytes_, pages, npages, nid});
+  } catch (...) {
+    detail::meta_free(pages, npages);
+    unreserve_chunk(mem, chunk_bytes_);
+    return 0;
+  }
+  if (!detail::radix_register(base, chunk_bytes_, pages, shift)) {
+    chunks_.pop_back();
+    detail::radix_unregister(base, chunk_bytes_);
+    detail::meta_free(pages, npages);
+    unreserve_chunk(mem, chunk_bytes_);
+    return 0;
+  }
+  const std::size_t take = std::min<std::size_t>(n, npages);
+  for (std::size_t i = 0; i < take; ++i) out[i] = &pages[i];
+  if (take < npages) push_batch(&pages[take], static_cast<std::uint32_t>(npages - take));
+  return take;
+}
+
+int ChunkProvider::nid(const Page* p) const noexcept {
+  std::lock_guard lock(grow_mu_);
+  for (const Chunk& c : chunks_)
+    if (p >= c.pages && p < c.pages + c.npages) return c.nid;
+  return -1;
+}
+
+std::size_t ChunkProvider::reserved_bytes() const noexcept {
+  std::lock_guard lock(grow_mu_);
+  return chunks_.size() * chunk_bytes_;
+}
+
+void ChunkProvider::release_all_chunks() noexcept {
+  std::lock_guard lock(grow_mu_);
+  for (const Chunk& c : chunks_) {
+    detail::radix_unregister(c.base, c.bytes);
+    detail::meta_free(c.pages, c.npages);
+    unreserve_chunk(c.base, c.bytes);
+  }
+  chunks_.clear();
+  free_.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace pagepool
