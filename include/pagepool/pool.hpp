@@ -80,6 +80,17 @@ PP_FAST_PATH bool put_ref(Page* p, const char* what) {
 #define PP_STAT_ADD(c, n) ((void)0)
 #endif
 
+namespace detail {
+struct ReturnSlot;
+struct ThreadReturns;
+}  // namespace detail
+
+// Any thread. Hands the calling thread's pending returns (pages put on a
+// non-owner path and batched per pool) to their pools now and lets go of
+// every pool the thread was returning to. Runs automatically when a thread
+// exits; call it before a thread goes idle for long.
+void flush_thread() noexcept;
+
 struct PoolDeleter {
   void operator()(Pool* pool) const noexcept;  // detaches the pool (see Pool rules)
 };
@@ -161,6 +172,8 @@ class Pool {
  private:
   friend struct PoolDeleter;
   friend void put_page(Page* p);
+  friend void flush_thread() noexcept;
+  friend struct detail::ThreadReturns;
 
   explicit Pool(const Params& params);
   ~Pool();
@@ -177,6 +190,16 @@ class Pool {
   PP_SLOW_PATH Page* alloc_frag_slow(std::uint32_t size, std::uint32_t* offset);
   PP_SLOW_PATH void recycle_slow(Page* p, bool direct);
   PP_SLOW_PATH void sync_for_device_slow(Page* p, std::int32_t sync_size);
+  // Remote returns (src/core/returns.cpp): a put that may not recycle
+  // directly appends to the calling thread's batch for this pool.
+  void put_remote(Page* p);
+  detail::ReturnSlot* claim_slot();
+  void handover(detail::ReturnSlot* s);
+  void unclaim_slot(detail::ReturnSlot* s);
+  std::uint32_t steal_pending(std::uint32_t want);
+  std::uint64_t count_pending() const noexcept;
+  void memory_gone() noexcept;
+  void unref() noexcept;
   std::uint32_t refill_from_ring();
   std::uint32_t refill_from_provider();
   enum class Push { ok, full, closed };
@@ -190,6 +213,9 @@ class Pool {
   // Owner's thread pointer; 0 once destroyed. Relaxed: a change of owner is
   // ordered by the caller's own handoff (see bind_owner).
   alignas(detail::kCacheLine) std::atomic<std::uintptr_t> owner_;
+  // Set once by destroy(); read by returners after each batched put (the
+  // Dekker pair with destroy's membarrier, see returns.cpp).
+  std::atomic<bool> closed_{false};
   bool sync_;        // kDmaSyncDev and the provider needs syncs
   bool dma_map_;     // kDmaMap
   std::uint32_t order_;
@@ -212,7 +238,7 @@ class Pool {
   std::atomic<Page*> frag_page_{nullptr};  // page being carved; relaxed (levels())
   std::uint32_t frag_offset_ = 0;
   std::atomic<std::uint32_t> frag_users_{0};  // fragments handed out of frag_page_
-  detail::Counter slow_, slow_high_order_, empty_, refill_, waive_, limited_, fail_,
+  detail::Counter slow_, slow_high_order_, empty_, refill_, waive_, limited_, fail_, steal_,
       cache_full_, ring_collected_, hold_;
 
   // ---- written by returning threads -----------------------------------------
@@ -224,12 +250,19 @@ class Pool {
   static constexpr std::uint64_t kRingClosed = 1u << 31;
   static constexpr std::uint64_t kRingIdMask = kRingClosed - 1;
   std::atomic<std::uint64_t> ring_full_{0}, released_refcnt_{0};
+  // Returning threads' batch slots: a push-only list (release CAS; readers
+  // acquire-load the head), freed with the pool.
+  std::atomic<detail::ReturnSlot*> slots_{nullptr};
 
   // [pages held (hold - release) : 63 | detached : 1]. The thread that moves
   // it to exactly "detached, 0 held" frees the pool; acq_rel on every change
   // so that thread sees all other work on the pool.
   alignas(detail::kCacheLine) std::atomic<std::uint64_t> state_{0};
   std::atomic<std::uint64_t> release_{0};
+  // Lifetime of the Pool object itself: 1 for the pool's memory (dropped
+  // when state_ reaches "detached, 0 held") + 1 per slot claimed by a thread.
+  // acq_rel; the thread that drops it to 0 deletes the pool and its slots.
+  std::atomic<std::uint64_t> refs_{1};
 
   // ---- cold -----------------------------------------------------------------
   Params params_;

@@ -64,12 +64,13 @@ struct AllocStats {
   // Not in the kernel:
   std::uint64_t limited;          // allocations refused by max_inflight
   std::uint64_t fail;             // allocations the provider could not serve
+  std::uint64_t steal;            // pages the owner claimed from returners' batches
 };
 
 struct RecycleStats {
   std::uint64_t cached;           // direct recycles into the alloc cache
   std::uint64_t cache_full;       // direct recycles that found the cache full
-  std::uint64_t ring;             // pages put into the return ring
+  std::uint64_t ring;             // pages put on the return path (a returner's batch or the ring)
   std::uint64_t ring_full;        // pages released because the ring was full
   std::uint64_t released_refcnt;  // pages released at their last put after the pool was destroyed
 };
@@ -83,10 +84,11 @@ struct Stats {
 
 // Levels at one instant; exact when the pool is quiescent. The accounting
 // invariant (docs/design.md):
-//   cache + ring + carving_idle + inflight + release == hold
+//   cache + ring + pending + carving_idle + inflight + release == hold
 struct Levels {
   std::uint64_t cache;         // pages in the owner's alloc cache
   std::uint64_t ring;          // pages in the return ring (including the owner's taken chain)
+  std::uint64_t pending;       // pages in returning threads' batches, not yet handed over
   std::uint64_t carving_idle;  // 1 if the page being carved into fragments has none out
   std::uint64_t inflight;      // pages held outside the pool
   std::uint64_t held;          // hold - release: pages of the pool not in the provider

@@ -10,6 +10,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "core/returns.hpp"
 #include "pagepool/provider.hpp"
 
 namespace pagepool {
@@ -60,6 +61,7 @@ void validate(const Params& p) {
 
 PoolPtr Pool::create(const Params& params) {
   validate(params);
+  detail::returns_init();
   return PoolPtr(new Pool(params));
 }
 
@@ -99,7 +101,7 @@ Page* Pool::alloc_slow() {
   Page* p;
   if (n != 0) {  // only the budget sent us here
     PP_STAT(fast_);
-  } else if ((n = refill_from_ring()) != 0) {
+  } else if ((n = refill_from_ring()) != 0 || (n = steal_pending(kRefill)) != 0) {
     PP_STAT(refill_);
   } else {
     PP_STAT(empty_);
@@ -274,40 +276,34 @@ void Pool::recycle_slow(Page* p, bool direct) {
     count_.store(kCacheSize - kRefill + 1, std::memory_order_relaxed);
     return;
   }
-  switch (ring_push(p, p, 1)) {
-    case Push::ok:
-      return;
-    case Push::full:
-      ring_full_.fetch_add(1, std::memory_order_relaxed);
-      release_pages(&p, 1, false);
-      return;
-    case Push::closed:
-      release_pages(&p, 1, true);
-      return;
-  }
+  put_remote(p);
 }
 
 void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
-  // Consecutive pages of one pool that do not go to its owner's cache are
-  // linked into a chain and handed over with one push.
-  Pool* cur = nullptr;
-  Page* first = nullptr;
-  Page* last = nullptr;
-  std::uint32_t cnt = 0;
-  auto flush = [&] {
-    if (!cnt) return;
-    switch (cur->ring_push(first, last, cnt)) {
+  // Pages whose last reference drops here and that cannot go to their
+  // owner's cache are grouped by pool into chains; each chain is handed to
+  // its pool's ring with one push (one CAS per pool per call). Up to
+  // kGroups pools are grouped at once; a further pool flushes the largest.
+  constexpr std::size_t kGroups = 8;
+  struct Group {
+    Pool* pool;
+    Page* first;
+    Page* last;
+    std::uint32_t n;
+  } g[kGroups];
+  std::size_t ng = 0;
+  auto flush = [](Group& gr) {
+    switch (gr.pool->ring_push(gr.first, gr.last, gr.n)) {
       case Push::ok:
         break;
       case Push::full:
-        cur->ring_full_.fetch_add(cnt, std::memory_order_relaxed);
-        cur->release_chain(first, cnt, false);
+        gr.pool->ring_full_.fetch_add(gr.n, std::memory_order_relaxed);
+        gr.pool->release_chain(gr.first, gr.n, false);
         break;
       case Push::closed:
-        cur->release_chain(first, cnt, true);
+        gr.pool->release_chain(gr.first, gr.n, true);
         break;
     }
-    cnt = 0;
   };
   for (std::size_t i = 0; i < n; ++i) {
     Page* p = pages[i];
@@ -319,16 +315,28 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
       continue;
     }
     if (PP_UNLIKELY(pool->sync_)) pool->sync_for_device_slow(p, -1);
-    if (pool != cur || cnt == pool->pool_size_) {
-      flush();
-      cur = pool;
-      last = p;
+    std::size_t k = 0;
+    while (k < ng && g[k].pool != pool) ++k;
+    if (k < ng && g[k].n == pool->pool_size_) {  // a chain never exceeds the ring
+      flush(g[k]);
+      g[k] = g[--ng];
+      k = ng;
     }
-    p->next.store(cnt ? page_id(first) : 0, std::memory_order_relaxed);
-    first = p;
-    ++cnt;
+    if (k == ng) {
+      if (ng == kGroups) {
+        flush(g[0]);
+        g[0] = g[--ng];
+        k = ng;
+      }
+      g[ng++] = {pool, p, p, 0};
+      p->next.store(0, std::memory_order_relaxed);
+    } else {
+      p->next.store(page_id(g[k].first), std::memory_order_relaxed);
+      g[k].first = p;
+    }
+    ++g[k].n;
   }
-  flush();
+  for (std::size_t k = 0; k < ng; ++k) flush(g[k]);
 }
 
 void Pool::release_page(Page* p) {
@@ -367,7 +375,15 @@ void Pool::release_pages(Page* const* pages, std::size_t n, bool refcnt) {
   // acq_rel: see state_. The thread reaching "detached, 0 held" frees.
   const std::uint64_t s = state_.fetch_sub(std::uint64_t{n} << 1, std::memory_order_acq_rel) -
                           (std::uint64_t{n} << 1);
-  if (s == 1) delete this;
+  if (s == 1) memory_gone();
+}
+
+// Detached and no page held: the provider's memory can go now. The Pool
+// object itself stays while threads still have slots claimed (refs_).
+void Pool::memory_gone() noexcept {
+  provider_.reset();
+  prov_ = nullptr;
+  unref();
 }
 
 // ---- teardown -----------------------------------------------------------------
@@ -375,9 +391,13 @@ void Pool::release_pages(Page* const* pages, std::size_t n, bool refcnt) {
 void PoolDeleter::operator()(Pool* pool) const noexcept { pool->destroy(); }
 
 void Pool::destroy() noexcept {
-  // No direct recycles from now on: every later last-put goes to the ring,
-  // finds it closed and releases.
+  // No direct recycles from now on: every later last-put goes to a batch,
+  // and from there (closed) back to the provider.
   owner_.store(0, std::memory_order_relaxed);
+  closed_.store(true, std::memory_order_relaxed);
+  // Dekker with put_remote (see returns.cpp): after this, a returner either
+  // sees closed_ or its entry is visible to the steal below.
+  detail::returners_barrier();
   // acquire: pairs with the pushes' release CASes (we take their chain).
   // Every later push CAS fails against the new word and sees the bit.
   const std::uint64_t h = ring_.fetch_or(kRingClosed, std::memory_order_acq_rel);
@@ -406,11 +426,15 @@ void Pool::destroy() noexcept {
   local_head_ = 0;
   if (ring_pages > in_local) release_chain(id_page(h & kRingIdMask), ring_pages - in_local, false);
 
-  const std::uint32_t c = count_.load(std::memory_order_relaxed);
-  count_.store(0, std::memory_order_relaxed);
-  if (c) release_pages(cache_, c, false);
+  // Cache, then every batch still waiting in a returner's slot.
+  for (;;) {
+    const std::uint32_t c = count_.load(std::memory_order_relaxed);
+    count_.store(0, std::memory_order_relaxed);
+    if (c) release_pages(cache_, c, false);
+    if (steal_pending(kCacheSize) == 0) break;
+  }
   // Detach. Before this the held count cannot reach the free condition.
-  if (state_.fetch_add(1, std::memory_order_acq_rel) + 1 == 1) delete this;
+  if (state_.fetch_add(1, std::memory_order_acq_rel) + 1 == 1) memory_gone();
 }
 
 // ---- observation ---------------------------------------------------------------
@@ -420,12 +444,13 @@ Levels Pool::levels() const noexcept {
   l.held = state_.load(std::memory_order_acquire) >> 1;
   l.cache = count_.load(std::memory_order_relaxed);
   l.ring = ring_.load(std::memory_order_relaxed) >> 32;
+  l.pending = count_pending();
   if (Page* f = frag_page_.load(std::memory_order_relaxed)) {
     const std::uint64_t users = frag_users_.load(std::memory_order_relaxed);
     const std::uint64_t ref = f->ref.load(std::memory_order_relaxed);
     l.carving_idle = users + ref == detail::kFragBias;  // every fragment is back
   }
-  const std::uint64_t in = l.cache + l.ring + l.carving_idle;
+  const std::uint64_t in = l.cache + l.ring + l.pending + l.carving_idle;
   // Concurrent moves (ring -> cache) can double count for an instant.
   l.inflight = l.held > in ? l.held - in : 0;
   return l;
@@ -433,11 +458,12 @@ Levels Pool::levels() const noexcept {
 
 Stats Pool::stats() const noexcept {
   Stats s{};
-  s.alloc = {fast_.get(),  slow_.get(),  slow_high_order_.get(), empty_.get(), refill_.get(),
-             waive_.get(), limited_.get(), fail_.get()};
+  s.alloc = {fast_.get(),  slow_.get(),    slow_high_order_.get(), empty_.get(), refill_.get(),
+             waive_.get(), limited_.get(), fail_.get(),            steal_.get()};
 #if PAGEPOOL_STATS
   s.recycle = {cached_.get(), cache_full_.get(),
-               ring_collected_.get() + (ring_.load(std::memory_order_relaxed) >> 32),
+               ring_collected_.get() + (ring_.load(std::memory_order_relaxed) >> 32) +
+                   count_pending(),
                ring_full_.load(std::memory_order_relaxed),
                released_refcnt_.load(std::memory_order_relaxed)};
 #endif
@@ -465,9 +491,19 @@ Levels Pool::check() const {
        id; id = id_page(id)->next.load(std::memory_order_relaxed), ++ring)
     visit(id_page(id), "the ring");
   if (ring != l.ring) fail("ring count " + std::to_string(l.ring) + " but " + std::to_string(ring) + " pages linked");
+  std::uint64_t pending = 0;
+  for (const detail::ReturnSlot* sl = slots_.load(std::memory_order_acquire); sl; sl = sl->next) {
+    const std::uint32_t h = sl->head.load(std::memory_order_acquire);
+    const std::uint32_t t = sl->tail.load(std::memory_order_acquire);
+    if (t - h > detail::kSlotCap) fail("a returner's batch holds more than its capacity");
+    for (std::uint32_t i = h; i != t; ++i, ++pending)
+      visit(id_page(sl->entries[i % detail::kSlotCap].load(std::memory_order_relaxed)),
+            "a returner's batch");
+  }
+  if (pending != l.pending) fail("pending count changed during the walk");
   if (hold_.get() - release_.load(std::memory_order_relaxed) != l.held)
     fail("hold - release != pages held");
-  if (l.cache + l.ring + l.carving_idle > l.held) fail("more pages resting than held");
+  if (l.cache + l.ring + l.pending + l.carving_idle > l.held) fail("more pages resting than held");
   return l;
 }
 
