@@ -122,6 +122,11 @@ class Pool {
   // stopped using the pool and that must be ordered before this call (a
   // join, a mutex, a release/acquire handoff). Also the way to keep a pool
   // after its owner thread exits.
+  // The previous owner may keep putting pages, but only once this call is
+  // ordered before its puts (e.g. the new owner signals after binding);
+  // until then its put_page still finds itself the owner and recycles into
+  // the alloc cache, racing with the new owner. Likewise after handing the
+  // PoolPtr to another thread to destroy: no puts until the destroy is done.
   void bind_owner() noexcept;
 
   // ---- any thread ---------------------------------------------------------

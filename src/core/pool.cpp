@@ -88,7 +88,10 @@ Page* Pool::alloc_slow() {
   assert_owner("alloc_page");
   if (budget_ == 0) {
     // Re-check the cap against the exact count: pages may have come back.
-    const std::uint64_t out = levels().inflight;
+    // The carving page counts as out even while idle: alloc_frag's fast
+    // path hands it out again without consulting the budget.
+    const Levels l = levels();
+    const std::uint64_t out = l.inflight + l.carving_idle;
     budget_ = out < max_inflight_ ? max_inflight_ - out : 0;
     if (budget_ == 0) {
       PP_STAT(limited_);
