@@ -289,7 +289,9 @@ PP_FAST_PATH Page* Pool::alloc_frag(std::uint32_t size, std::uint32_t* offset) {
   assert_owner("alloc_frag");
   Page* p = frag_page_.load(std::memory_order_relaxed);
   const std::uint32_t sz = (size + 63u) & ~63u;
-  if (PP_LIKELY(p && size != 0 && sz >= size && frag_offset_ + sz <= page_bytes_)) {
+  // sz <= page_bytes_ - frag_offset_, not frag_offset_ + sz <= page_bytes_:
+  // the sum is 32-bit and wraps for sizes near 4 GiB.
+  if (PP_LIKELY(p && size != 0 && sz >= size && sz <= page_bytes_ - frag_offset_)) {
     *offset = frag_offset_;
     frag_offset_ += sz;
     frag_users_.store(frag_users_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -189,6 +189,9 @@ std::uint32_t Pool::refill_from_provider() {
         continue;
       }
       p->dma.store(dma, std::memory_order_relaxed);
+      // A fresh mapping gives the device the whole window once, as the
+      // kernel does at map time; recycles then sync only what was written.
+      if (sync_) prov_->sync_for_device(p, params_.offset, params_.max_len);
     }
     // Relaxed: the page reaches other threads only after the caller hands
     // it over, which orders this store.
@@ -298,17 +301,28 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
   Page* last = nullptr;
   std::uint32_t cnt = 0;
   auto flush = [&] {
-    if (!cnt) return;
-    switch (cur->ring_push(first, last, cnt)) {
-      case Push::ok:
-        break;
-      case Push::full:
-        cur->ring_full_.fetch_add(cnt, std::memory_order_relaxed);
-        cur->release_chain(first, cnt, false);
-        break;
-      case Push::closed:
+    while (cnt) {
+      const Push r = cur->ring_push(first, last, cnt);
+      if (r == Push::ok) break;
+      if (r == Push::closed) {
         cur->release_chain(first, cnt, true);
         break;
+      }
+      // Full: as cnt single puts would, fill the ring and release the
+      // rest. The chain runs from the newest page (first) to the oldest
+      // (last), so release from its head what does not fit, and retry.
+      const std::uint64_t used = cur->ring_.load(std::memory_order_relaxed) >> 32;
+      const std::uint64_t room = used < cur->pool_size_ ? cur->pool_size_ - used : 0;
+      if (room >= cnt) continue;  // the owner drained the ring meanwhile
+      const auto drop = static_cast<std::uint32_t>(cnt - room);
+      Page* rest = first;
+      for (std::uint32_t i = 0; i < drop; ++i)
+        rest = id_page(rest->next.load(std::memory_order_relaxed));
+      cnt -= drop;
+      cur->ring_full_.fetch_add(drop, std::memory_order_relaxed);
+      // With cnt == 0 this may free the pool: nothing of it is touched after.
+      cur->release_chain(first, drop, false);
+      first = rest;
     }
     cnt = 0;
   };
