@@ -133,6 +133,11 @@ class Pool {
   // stopped using the pool and that must be ordered before this call (a
   // join, a mutex, a release/acquire handoff). Also the way to keep a pool
   // after its owner thread exits.
+  // The previous owner may keep putting pages, but only once this call is
+  // ordered before its puts (e.g. the new owner signals after binding);
+  // until then its put_page still finds itself the owner and recycles into
+  // the alloc cache, racing with the new owner. Likewise after handing the
+  // PoolPtr to another thread to destroy: no puts until the destroy is done.
   void bind_owner() noexcept;
 
   // ---- any thread ---------------------------------------------------------
@@ -204,6 +209,7 @@ class Pool {
   std::uint32_t refill_from_provider();
   enum class Push { ok, full, closed };
   Push ring_push(Page* first, Page* last, std::uint32_t n);
+  void push_or_release(Page* first, Page* last, std::uint32_t n);
   void release_pages(Page* const* pages, std::size_t n, bool refcnt);
   void release_chain(Page* first, std::size_t n, bool refcnt);
   void destroy() noexcept;
@@ -317,7 +323,9 @@ PP_FAST_PATH Page* Pool::alloc_frag(std::uint32_t size, std::uint32_t* offset) {
   assert_owner("alloc_frag");
   Page* p = frag_page_.load(std::memory_order_relaxed);
   const std::uint32_t sz = (size + 63u) & ~63u;
-  if (PP_LIKELY(p && size != 0 && sz >= size && frag_offset_ + sz <= page_bytes_)) {
+  // sz <= page_bytes_ - frag_offset_, not frag_offset_ + sz <= page_bytes_:
+  // the sum is 32-bit and wraps for sizes near 4 GiB.
+  if (PP_LIKELY(p && size != 0 && sz >= size && sz <= page_bytes_ - frag_offset_)) {
     *offset = frag_offset_;
     frag_offset_ += sz;
     frag_users_.store(frag_users_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

@@ -90,7 +90,10 @@ Page* Pool::alloc_slow() {
   assert_owner("alloc_page");
   if (budget_ == 0) {
     // Re-check the cap against the exact count: pages may have come back.
-    const std::uint64_t out = levels().inflight;
+    // The carving page counts as out even while idle: alloc_frag's fast
+    // path hands it out again without consulting the budget.
+    const Levels l = levels();
+    const std::uint64_t out = l.inflight + l.carving_idle;
     budget_ = out < max_inflight_ ? max_inflight_ - out : 0;
     if (budget_ == 0) {
       PP_STAT(limited_);
@@ -188,6 +191,9 @@ std::uint32_t Pool::refill_from_provider() {
         continue;
       }
       p->dma.store(dma, std::memory_order_relaxed);
+      // A fresh mapping gives the device the whole window once, as the
+      // kernel does at map time; recycles then sync only what was written.
+      if (sync_) prov_->sync_for_device(p, params_.offset, params_.max_len);
     }
     // Relaxed: the page reaches other threads only after the caller hands
     // it over, which orders this store.
@@ -266,11 +272,7 @@ void Pool::recycle_slow(Page* p, bool direct) {
     PP_STAT(cache_full_);
     for (std::uint32_t i = 0; i + 1 < kRefill; ++i)
       cache_[i]->next.store(page_id(cache_[i + 1]), std::memory_order_relaxed);
-    Push r = ring_push(cache_[0], cache_[kRefill - 1], kRefill);
-    if (r != Push::ok) {
-      ring_full_.fetch_add(kRefill, std::memory_order_relaxed);
-      release_pages(cache_, kRefill, false);
-    }
+    push_or_release(cache_[0], cache_[kRefill - 1], kRefill);
     std::copy(cache_ + kRefill, cache_ + kCacheSize, cache_);
     cache_[kCacheSize - kRefill] = p;
     count_.store(kCacheSize - kRefill + 1, std::memory_order_relaxed);
@@ -279,11 +281,36 @@ void Pool::recycle_slow(Page* p, bool direct) {
   put_remote(p);
 }
 
+// Hands a chain (first .. last, n pages) to the ring; what does not fit is
+// released from the chain's head, as n single puts would (the ring takes
+// pages until full; the rest count as ring_full). A closed ring releases
+// all. May free the pool when it releases: nothing of it is touched after.
+void Pool::push_or_release(Page* first, Page* last, std::uint32_t n) {
+  while (n) {
+    const Push r = ring_push(first, last, n);
+    if (r == Push::ok) return;
+    if (r == Push::closed) {
+      release_chain(first, n, true);
+      return;
+    }
+    const std::uint64_t used = ring_.load(std::memory_order_relaxed) >> 32;
+    const std::uint64_t room = used < pool_size_ ? pool_size_ - used : 0;
+    if (room >= n) continue;  // the owner drained the ring meanwhile
+    const auto drop = static_cast<std::uint32_t>(n - room);
+    Page* rest = first;
+    for (std::uint32_t i = 0; i < drop; ++i) rest = id_page(rest->next.load(std::memory_order_relaxed));
+    n -= drop;
+    ring_full_.fetch_add(drop, std::memory_order_relaxed);
+    release_chain(first, drop, false);
+    first = rest;
+  }
+}
+
 void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
   // Pages whose last reference drops here and that cannot go to their
   // owner's cache are grouped by pool into chains; each chain is handed to
   // its pool's ring with one push (one CAS per pool per call). Up to
-  // kGroups pools are grouped at once; a further pool flushes the largest.
+  // kGroups pools are grouped at once; a ninth flushes the oldest group.
   constexpr std::size_t kGroups = 8;
   struct Group {
     Pool* pool;
@@ -292,19 +319,7 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
     std::uint32_t n;
   } g[kGroups];
   std::size_t ng = 0;
-  auto flush = [](Group& gr) {
-    switch (gr.pool->ring_push(gr.first, gr.last, gr.n)) {
-      case Push::ok:
-        break;
-      case Push::full:
-        gr.pool->ring_full_.fetch_add(gr.n, std::memory_order_relaxed);
-        gr.pool->release_chain(gr.first, gr.n, false);
-        break;
-      case Push::closed:
-        gr.pool->release_chain(gr.first, gr.n, true);
-        break;
-    }
-  };
+  auto flush = [](Group& gr) { gr.pool->push_or_release(gr.first, gr.last, gr.n); };
   for (std::size_t i = 0; i < n; ++i) {
     Page* p = pages[i];
     detail::check_page(p, "put_pages_bulk");

@@ -183,17 +183,7 @@ void Pool::handover(ReturnSlot* s) {
     prev->next.store(id, std::memory_order_relaxed);
     prev = id_page(id);
   }
-  switch (ring_push(first, prev, n)) {
-    case Push::ok:
-      return;
-    case Push::full:
-      ring_full_.fetch_add(n, std::memory_order_relaxed);
-      release_chain(first, n, false);
-      return;
-    case Push::closed:
-      release_chain(first, n, true);
-      return;
-  }
+  push_or_release(first, prev, n);
 }
 
 // The slot's thread lets go of it: hand over, then the slot is free for
