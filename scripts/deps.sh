@@ -8,6 +8,9 @@ PKGS=(
   g++ make cmake pkg-config       # toolchain
   libgtest-dev                    # tests (GoogleTest)
   libbenchmark-dev                # benchmarks (Google Benchmark)
+  libnuma-dev                     # NUMA binding of provider memory
+  liburing-dev                    # io_uring registered-buffer provider
+  libxdp-dev libbpf-dev           # AF_XDP UMEM provider
 )
 
 missing=()

@@ -25,8 +25,10 @@ struct alignas(32) Page {
   // Written by the owner when the page enters the pool, before the page is
   // published to anyone (the handoff orders it).
   std::atomic<Pool*> pool;
-  // First byte of the page's data. Constant for the descriptor's life.
-  std::byte* addr;
+  // First byte of the page's data, with the page's NUMA node + 1 in the low
+  // 12 bits (0: unknown); pages are at least 4 KiB aligned. Constant for the
+  // descriptor's life. Read it through page_address() / page_nid().
+  std::uintptr_t addr_nid;
   // Device address, written by Provider::map when the page enters a pool;
   // the provider free list reuses it as a batch link while the page rests.
   std::atomic<std::uint64_t> dma;
@@ -84,8 +86,22 @@ inline constexpr std::uint32_t kFragBias = 1u << 30;
 
 }  // namespace detail
 
+namespace detail {
+inline constexpr std::uintptr_t kNidMask = kPageSize - 1;
+inline constexpr int kMaxNid = static_cast<int>(kNidMask) - 1;
+PP_FAST_PATH std::uintptr_t make_addr_nid(const void* addr, int nid) {
+  return reinterpret_cast<std::uintptr_t>(addr) | static_cast<std::uintptr_t>(nid + 1);
+}
+}  // namespace detail
+
 // Any thread, a page the caller holds. Returns the first byte of its data.
-inline void* page_address(const Page* p) { return p->addr; }
+inline void* page_address(const Page* p) {
+  return reinterpret_cast<void*>(p->addr_nid & ~detail::kNidMask);
+}
+
+// Any thread, any page descriptor. NUMA node of the page's memory as its
+// provider placed it; -1 if unknown.
+inline int page_nid(const Page* p) { return static_cast<int>(p->addr_nid & detail::kNidMask) - 1; }
 
 // Any thread, a page the caller holds. Bytes of data (kPageSize << order).
 std::size_t page_size(const Page* p);

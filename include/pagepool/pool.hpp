@@ -139,6 +139,11 @@ class Pool {
   // the alloc cache, racing with the new owner. Likewise after handing the
   // PoolPtr to another thread to destroy: no puts until the destroy is done.
   void bind_owner() noexcept;
+  // Moves the pool to NUMA node nid (-1: any): new pages come from there,
+  // cached pages from elsewhere are released now, and pages of another node
+  // returning later are released instead of recycled (alloc.waive). Throws
+  // std::invalid_argument for a node that does not exist.
+  void update_nid(int nid);
 
   // ---- any thread ---------------------------------------------------------
 
@@ -190,6 +195,9 @@ class Pool {
   }
   // The last reference to p was dropped by the caller; put it back.
   PP_FAST_PATH void recycle(Page* p, std::int32_t sync_size, bool direct);
+  // Sync for the device and the NUMA check; false: the page was waived.
+  PP_SLOW_PATH bool recycle_checks(Page* p, std::int32_t sync_size);
+  void waive_foreign(std::uint32_t from);
 
   PP_SLOW_PATH Page* alloc_slow();
   PP_SLOW_PATH Page* alloc_frag_slow(std::uint32_t size, std::uint32_t* offset);
@@ -222,6 +230,13 @@ class Pool {
   // Set once by destroy(); read by returners after each batched put (the
   // Dekker pair with destroy's membarrier, see returns.cpp).
   std::atomic<bool> closed_{false};
+  // Checks a recycle must make out of line: kCheckSync (kDmaSyncDev and the
+  // provider needs syncs), kCheckNid (the pool is bound to a node). Zero for
+  // a plain pool, so its recycle tests one byte. Relaxed: changed only by
+  // the owner (update_nid); a putter racing it may apply the old node once.
+  static constexpr std::uint8_t kCheckSync = 1, kCheckNid = 2;
+  std::atomic<std::uint8_t> checks_{0};
+  std::atomic<int> nid_{-1};
   bool sync_;        // kDmaSyncDev and the provider needs syncs
   bool dma_map_;     // kDmaMap
   std::uint32_t order_;
@@ -244,7 +259,7 @@ class Pool {
   std::atomic<Page*> frag_page_{nullptr};  // page being carved; relaxed (levels())
   std::uint32_t frag_offset_ = 0;
   std::atomic<std::uint32_t> frag_users_{0};  // fragments handed out of frag_page_
-  detail::Counter slow_, slow_high_order_, empty_, refill_, waive_, limited_, fail_, steal_,
+  detail::Counter slow_, slow_high_order_, empty_, refill_, limited_, fail_, steal_,
       cache_full_, ring_collected_, hold_;
 
   // ---- written by returning threads -----------------------------------------
@@ -255,7 +270,7 @@ class Pool {
   alignas(detail::kCacheLine) std::atomic<std::uint64_t> ring_{0};
   static constexpr std::uint64_t kRingClosed = 1u << 31;
   static constexpr std::uint64_t kRingIdMask = kRingClosed - 1;
-  std::atomic<std::uint64_t> ring_full_{0}, released_refcnt_{0};
+  std::atomic<std::uint64_t> ring_full_{0}, released_refcnt_{0}, waive_{0};
   // Returning threads' batch slots: a push-only list (release CAS; readers
   // acquire-load the head), freed with the pool.
   std::atomic<detail::ReturnSlot*> slots_{nullptr};
@@ -293,7 +308,8 @@ PP_FAST_PATH Page* Pool::alloc_page() {
 }
 
 PP_FAST_PATH void Pool::recycle(Page* p, std::int32_t sync_size, bool direct) {
-  if (PP_UNLIKELY(sync_)) sync_for_device_slow(p, sync_size);
+  if (PP_UNLIKELY(checks_.load(std::memory_order_relaxed)) && !recycle_checks(p, sync_size))
+    return;
   const std::uint32_t n = count_.load(std::memory_order_relaxed);
   if (PP_LIKELY(direct && n < kCacheSize)) {
     cache_[n] = p;

@@ -45,7 +45,7 @@ class Provider {
   // *dma. A non-zero error code refuses the page (the pool releases it and
   // counts a failed allocation).
   virtual std::error_code map(Page* p, std::uint64_t* dma) noexcept {
-    *dma = reinterpret_cast<std::uintptr_t>(p->addr);
+    *dma = reinterpret_cast<std::uintptr_t>(page_address(p));
     return {};
   }
   virtual void unmap(Page*) noexcept {}
@@ -57,7 +57,10 @@ class Provider {
   virtual void sync_for_cpu(Page*, std::uint32_t /*offset*/, std::uint32_t /*len*/) noexcept {}
 
   // NUMA node of a page's memory, -1 if unknown.
-  virtual int nid(const Page*) const noexcept { return -1; }
+  virtual int nid(const Page* p) const noexcept { return page_nid(p); }
+  // Where new memory should come from from now on (Pool::update_nid); -1:
+  // anywhere. Pages already handed out keep their node.
+  virtual void set_nid(int /*nid*/) noexcept {}
 };
 
 // Base for providers that carve pages out of large, 2 MiB-aligned chunks:
@@ -79,13 +82,15 @@ class ChunkProvider : public Provider {
   unsigned order() const noexcept final { return order_; }
   std::size_t alloc_bulk(Page** out, std::size_t n) noexcept final;
   void release_bulk(Page* const* pages, std::size_t n) noexcept final;
-  int nid(const Page* p) const noexcept override;
+  void set_nid(int nid) noexcept final { nid_.store(nid, std::memory_order_relaxed); }
 
   // Bytes of chunks reserved so far.
   std::size_t reserved_bytes() const noexcept;
 
  protected:
   // A chunk of at least `bytes`, aligned to 2 MiB, or nullptr with errno.
+  // *nid: in, the node wanted (-1: any); out, the node the memory is on
+  // (-1: unknown).
   virtual void* reserve_chunk(std::size_t bytes, int* nid) noexcept = 0;
   virtual void unreserve_chunk(void* base, std::size_t bytes) noexcept = 0;
   // Subclasses call this from their destructor: it gives every chunk back
@@ -100,15 +105,27 @@ class ChunkProvider : public Provider {
     std::uint32_t npages;
     int nid;
   };
-  Page* pop_batch() noexcept;
-  void push_batch(Page* first, std::uint32_t n) noexcept;
+  // One free list per node: index nid + 1, nodes beyond kNodeLists - 2
+  // share the last list; index 0 is memory of unknown node.
+  static constexpr int kNodeLists = 65;
+  static std::size_t list_of(int nid) noexcept {
+    return static_cast<std::size_t>(nid + 1 < kNodeLists ? nid + 1 : kNodeLists - 1);
+  }
+  Page* pop_batch(std::size_t list) noexcept;
+  void push_batch(std::size_t list, Page* first, std::uint32_t n) noexcept;
   std::size_t grow(Page** out, std::size_t n) noexcept;
 
   const unsigned order_;
   const std::size_t chunk_bytes_;
-  // Free-list head [tag:32 | first page id:32]. Pushes are release CASes,
-  // pops acquire CASes: a pop sees the links its batch was pushed with.
-  alignas(detail::kCacheLine) std::atomic<std::uint64_t> free_{0};
+  // Node new memory should come from (set_nid); relaxed, a hint.
+  std::atomic<int> nid_{-1};
+  // Free-list heads [tag:32 | first page id:32], each on its own line.
+  // Pushes are release CASes, pops acquire CASes: a pop sees the links its
+  // batch was pushed with.
+  struct alignas(detail::kCacheLine) Head {
+    std::atomic<std::uint64_t> v{0};
+  };
+  Head free_[kNodeLists];
   // Chunk list; mutated only while growing, a syscall path.
   alignas(detail::kCacheLine) mutable std::mutex grow_mu_;
   std::vector<Chunk> chunks_;
@@ -118,7 +135,9 @@ class ChunkProvider : public Provider {
 // 4 MiB, 2 MiB-aligned so transparent huge pages can back them.
 class AnonProvider final : public ChunkProvider {
  public:
-  explicit AnonProvider(unsigned order, int nid = -1);
+  // nid >= 0 binds the memory to that node (libnuma); thp asks for
+  // transparent huge pages on the chunks (madvise MADV_HUGEPAGE).
+  explicit AnonProvider(unsigned order, int nid = -1, bool thp = false);
   ~AnonProvider() override;
   const char* name() const noexcept override { return "anon"; }
 
@@ -127,7 +146,7 @@ class AnonProvider final : public ChunkProvider {
   void unreserve_chunk(void* base, std::size_t bytes) noexcept override;
 
  private:
-  int nid_;
+  bool thp_;
 };
 
 }  // namespace pagepool

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "core/returns.hpp"
+#include "providers/map_util.hpp"
 #include "pagepool/provider.hpp"
 
 namespace pagepool {
@@ -41,7 +42,9 @@ void validate(const Params& p) {
       std::snprintf(b, sizeof b, "%x", p.flags & ~kAllFlags);
       return std::string(b);
     }() + " (allowed: kDmaMap | kDmaSyncDev)");
-  if (p.nid < -1) bad(p, "nid " + std::to_string(p.nid) + " out of range [-1, max node]");
+  if (p.nid < -1 || p.nid > detail::max_node())
+    bad(p, "nid " + std::to_string(p.nid) + " out of range [-1, " +
+               std::to_string(detail::max_node()) + "] (-1: any node)");
   const std::size_t bytes = kPageSize << p.order;
   if ((p.flags & kDmaSyncDev) && !(p.flags & kDmaMap))
     bad(p, "flags: kDmaSyncDev requires kDmaMap");
@@ -73,6 +76,9 @@ Pool::Pool(const Params& params) : params_(params) {
   owner_.store(detail::self(), std::memory_order_relaxed);
   dma_map_ = params.flags & kDmaMap;
   sync_ = (params.flags & kDmaSyncDev) && prov_->needs_sync();
+  nid_.store(params.nid, std::memory_order_relaxed);
+  checks_.store((sync_ ? kCheckSync : 0) | (params.nid >= 0 ? kCheckNid : 0),
+                std::memory_order_relaxed);
   order_ = params.order;
   pool_size_ = params.pool_size;
   max_inflight_ = params.max_inflight;
@@ -83,6 +89,61 @@ Pool::Pool(const Params& params) : params_(params) {
 Pool::~Pool() = default;
 
 void Pool::bind_owner() noexcept { owner_.store(detail::self(), std::memory_order_relaxed); }
+
+void Pool::update_nid(int nid) {
+  assert_owner("update_nid");
+  if (nid < -1 || nid > detail::max_node())
+    bad(params_, "update_nid: nid " + std::to_string(nid) + " out of range [-1, " +
+                     std::to_string(detail::max_node()) + "]");
+  nid_.store(nid, std::memory_order_relaxed);
+  params_.nid = nid;
+  const std::uint8_t c = checks_.load(std::memory_order_relaxed);
+  checks_.store(nid >= 0 ? c | kCheckNid : c & ~kCheckNid, std::memory_order_relaxed);
+  prov_->set_nid(nid);
+  if (nid >= 0) waive_foreign(0);
+}
+
+namespace {
+// A page is foreign to node nid if its node is known and different.
+bool foreign(const Page* p, int nid) {
+  const int n = page_nid(p);
+  return n >= 0 && n != nid;
+}
+}  // namespace
+
+bool Pool::recycle_checks(Page* p, std::int32_t sync_size) {
+  const std::uint8_t c = checks_.load(std::memory_order_relaxed);
+  // After destroy the page is released anyway, and counted as such.
+  if ((c & kCheckNid) && foreign(p, nid_.load(std::memory_order_relaxed)) &&
+      !closed_.load(std::memory_order_relaxed)) {
+    waive_.fetch_add(1, std::memory_order_relaxed);
+    release_pages(&p, 1, false);
+    return false;
+  }
+  if (c & kCheckSync) sync_for_device_slow(p, sync_size);
+  return true;
+}
+
+// Owner: releases the pages of cache_[from, count) that are not on the
+// pool's node (alloc.waive), keeping the others in order.
+void Pool::waive_foreign(std::uint32_t from) {
+  if (!(checks_.load(std::memory_order_relaxed) & kCheckNid)) return;
+  const int nid = nid_.load(std::memory_order_relaxed);
+  std::uint32_t n = count_.load(std::memory_order_relaxed);
+  Page* out[kCacheSize];
+  std::uint32_t nout = 0, keep = from;
+  for (std::uint32_t i = from; i < n; ++i) {
+    if (foreign(cache_[i], nid))
+      out[nout++] = cache_[i];
+    else
+      cache_[keep++] = cache_[i];
+  }
+  count_.store(keep, std::memory_order_relaxed);
+  if (nout) {
+    waive_.fetch_add(nout, std::memory_order_relaxed);
+    release_pages(out, nout, false);
+  }
+}
 
 // ---- allocation slow path -----------------------------------------------------
 
@@ -104,7 +165,8 @@ Page* Pool::alloc_slow() {
   Page* p;
   if (n != 0) {  // only the budget sent us here
     PP_STAT(fast_);
-  } else if ((n = refill_from_ring()) != 0 || (n = steal_pending(kRefill)) != 0) {
+  } else if (((n = refill_from_ring()) != 0 || (n = steal_pending(kRefill)) != 0) &&
+             (waive_foreign(0), n = count_.load(std::memory_order_relaxed)) != 0) {
     PP_STAT(refill_);
   } else {
     PP_STAT(empty_);
@@ -329,7 +391,8 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
       pool->recycle(p, -1, true);
       continue;
     }
-    if (PP_UNLIKELY(pool->sync_)) pool->sync_for_device_slow(p, -1);
+    if (PP_UNLIKELY(pool->checks_.load(std::memory_order_relaxed)) && !pool->recycle_checks(p, -1))
+      continue;
     std::size_t k = 0;
     while (k < ng && g[k].pool != pool) ++k;
     if (k < ng && g[k].n == pool->pool_size_) {  // a chain never exceeds the ring
@@ -474,7 +537,8 @@ Levels Pool::levels() const noexcept {
 Stats Pool::stats() const noexcept {
   Stats s{};
   s.alloc = {fast_.get(),  slow_.get(),    slow_high_order_.get(), empty_.get(), refill_.get(),
-             waive_.get(), limited_.get(), fail_.get(),            steal_.get()};
+             waive_.load(std::memory_order_relaxed), limited_.get(), fail_.get(),
+             steal_.get()};
 #if PAGEPOOL_STATS
   s.recycle = {cached_.get(), cache_full_.get(),
                ring_collected_.get() + (ring_.load(std::memory_order_relaxed) >> 32) +

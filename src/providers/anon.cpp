@@ -1,10 +1,15 @@
-// AnonProvider: private anonymous memory in 2 MiB-aligned chunks.
+// AnonProvider: private anonymous memory in 2 MiB-aligned chunks, bound to
+// a NUMA node on request (libnuma), optionally backed by transparent huge
+// pages.
+#include <numa.h>
 #include <sys/mman.h>
 
+#include <cerrno>
 #include <cstdint>
 
 #include "mem/arena.hpp"
 #include "pagepool/provider.hpp"
+#include "providers/map_util.hpp"
 
 namespace pagepool {
 
@@ -14,21 +19,19 @@ namespace {
 constexpr std::size_t kMinChunk = 4u << 20;
 }  // namespace
 
-AnonProvider::AnonProvider(unsigned order, int nid) : ChunkProvider(order, kMinChunk), nid_(nid) {}
+AnonProvider::AnonProvider(unsigned order, int nid, bool thp)
+    : ChunkProvider(order, kMinChunk), thp_(thp) {
+  set_nid(nid);
+}
 
 AnonProvider::~AnonProvider() { release_all_chunks(); }
 
 void* AnonProvider::reserve_chunk(std::size_t bytes, int* nid) noexcept {
-  // Over-reserve by one granule and trim both ends to get 2 MiB alignment.
-  const std::size_t span = bytes + detail::kGranule;
-  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return nullptr;
-  const auto r = reinterpret_cast<std::uintptr_t>(raw);
-  const std::uintptr_t a = (r + detail::kGranule - 1) & ~(detail::kGranule - 1);
-  if (a > r) munmap(raw, a - r);
-  if (r + span > a + bytes) munmap(reinterpret_cast<void*>(a + bytes), r + span - (a + bytes));
-  *nid = nid_;
-  return reinterpret_cast<void*>(a);
+  void* mem = detail::map_aligned(bytes, detail::kGranule, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  if (!mem) return nullptr;
+  if (thp_) madvise(mem, bytes, MADV_HUGEPAGE);  // a hint: failure leaves 4 KiB pages
+  if (*nid >= 0 && !detail::bind_to_node(mem, bytes, *nid)) *nid = -1;
+  return mem;
 }
 
 void AnonProvider::unreserve_chunk(void* base, std::size_t bytes) noexcept { munmap(base, bytes); }

@@ -1,5 +1,6 @@
-// ChunkProvider: pages carved from large chunks, kept on a lock-free stack
-// of batches (see provider.hpp for the layout of the head and batches).
+// ChunkProvider: pages carved from large chunks, kept on lock-free stacks
+// of batches, one per NUMA node (see provider.hpp for the head and batch
+// layout).
 #include <algorithm>
 #include <cerrno>
 
@@ -22,10 +23,11 @@ ChunkProvider::ChunkProvider(unsigned order, std::size_t chunk_bytes)
 
 ChunkProvider::~ChunkProvider() = default;
 
-Page* ChunkProvider::pop_batch() noexcept {
+Page* ChunkProvider::pop_batch(std::size_t list) noexcept {
+  std::atomic<std::uint64_t>& head = free_[list].v;
   // acquire: pairs with push_batch's release CAS, so the batch's links and
   // count are visible before we follow them.
-  std::uint64_t h = free_.load(std::memory_order_acquire);
+  std::uint64_t h = head.load(std::memory_order_acquire);
   for (;;) {
     const auto id = static_cast<std::uint32_t>(h & kLow);
     if (id == 0) return nullptr;
@@ -34,28 +36,31 @@ Page* ChunkProvider::pop_batch() noexcept {
     // the CAS fail, so a stale link is never installed.
     const std::uint64_t link = first->dma.load(std::memory_order_relaxed);
     const std::uint64_t nh = (((h >> 32) + 1) << 32) | (link & kLow);
-    if (free_.compare_exchange_weak(h, nh, std::memory_order_acquire, std::memory_order_acquire))
+    if (head.compare_exchange_weak(h, nh, std::memory_order_acquire, std::memory_order_acquire))
       return first;
   }
 }
 
 // Pushes a batch of n pages whose links already end in 0 at its last page.
-void ChunkProvider::push_batch(Page* first, std::uint32_t n) noexcept {
-  std::uint64_t h = free_.load(std::memory_order_relaxed);
+void ChunkProvider::push_batch(std::size_t list, Page* first, std::uint32_t n) noexcept {
+  std::atomic<std::uint64_t>& head = free_[list].v;
+  std::uint64_t h = head.load(std::memory_order_relaxed);
   const std::uint32_t id = page_id(first);
   for (;;) {
     first->dma.store((std::uint64_t{n} << 32) | (h & kLow), std::memory_order_relaxed);
     // release: the batch's links and count happen before a pop that sees it.
-    if (free_.compare_exchange_weak(h, (h & ~kLow) | id, std::memory_order_release,
-                                    std::memory_order_relaxed))
+    if (head.compare_exchange_weak(h, (h & ~kLow) | id, std::memory_order_release,
+                                   std::memory_order_relaxed))
       return;
   }
 }
 
 std::size_t ChunkProvider::alloc_bulk(Page** out, std::size_t n) noexcept {
+  const int nid = nid_.load(std::memory_order_relaxed);
+  const std::size_t list = list_of(nid);
   std::size_t got = 0;
   while (got < n) {
-    Page* first = pop_batch();
+    Page* first = pop_batch(list);
     if (!first) return got + grow(out + got, n - got);
     auto count = static_cast<std::uint32_t>(first->dma.load(std::memory_order_relaxed) >> 32);
     Page* p = first;
@@ -65,18 +70,21 @@ std::size_t ChunkProvider::alloc_bulk(Page** out, std::size_t n) noexcept {
       p->dma.store(0, std::memory_order_relaxed);
       p = id_page(p->next.load(std::memory_order_relaxed));
     }
-    if (count != 0) push_batch(p, count);  // the rest goes back whole
+    if (count != 0) push_batch(list, p, count);  // the rest goes back whole
   }
   return got;
 }
 
 void ChunkProvider::release_bulk(Page* const* pages, std::size_t n) noexcept {
+  // Runs of pages of one node become one batch each (usually one run).
   while (n != 0) {
-    const auto k = static_cast<std::uint32_t>(std::min<std::size_t>(n, kLow));
+    const std::size_t list = list_of(page_nid(pages[0]));
+    std::uint32_t k = 1;
+    while (k < n && k < kLow && list_of(page_nid(pages[k])) == list) ++k;
     for (std::uint32_t i = 0; i + 1 < k; ++i)
       pages[i]->next.store(page_id(pages[i + 1]), std::memory_order_relaxed);
     pages[k - 1]->next.store(0, std::memory_order_relaxed);
-    push_batch(pages[0], k);
+    push_batch(list, pages[0], k);
     pages += k;
     n -= k;
   }
@@ -86,9 +94,10 @@ std::size_t ChunkProvider::grow(Page** out, std::size_t n) noexcept {
   // Two callers racing here both reserve a chunk; the spare pages simply
   // wait on the free list.
   std::lock_guard lock(grow_mu_);
-  int nid = -1;
+  int nid = nid_.load(std::memory_order_relaxed);
   void* mem = reserve_chunk(chunk_bytes_, &nid);
   if (!mem) return 0;
+  if (nid > detail::kMaxNid) nid = -1;  // cannot be tagged: unknown
   const unsigned shift = static_cast<unsigned>(__builtin_ctzll(kPageSize)) + order_;
   const auto npages = static_cast<std::uint32_t>(chunk_bytes_ >> shift);
   Page* pages = detail::meta_alloc(npages);
@@ -98,7 +107,7 @@ std::size_t ChunkProvider::grow(Page** out, std::size_t n) noexcept {
     return 0;
   }
   for (std::uint32_t i = 0; i < npages; ++i) {
-    pages[i].addr = base + (std::size_t{i} << shift);
+    pages[i].addr_nid = detail::make_addr_nid(base + (std::size_t{i} << shift), nid);
     pages[i].next.store(i + 1 < npages ? page_id(&pages[i + 1]) : 0, std::memory_order_relaxed);
   }
   try {
@@ -117,15 +126,9 @@ std::size_t ChunkProvider::grow(Page** out, std::size_t n) noexcept {
   }
   const std::size_t take = std::min<std::size_t>(n, npages);
   for (std::size_t i = 0; i < take; ++i) out[i] = &pages[i];
-  if (take < npages) push_batch(&pages[take], static_cast<std::uint32_t>(npages - take));
+  if (take < npages)
+    push_batch(list_of(nid), &pages[take], static_cast<std::uint32_t>(npages - take));
   return take;
-}
-
-int ChunkProvider::nid(const Page* p) const noexcept {
-  std::lock_guard lock(grow_mu_);
-  for (const Chunk& c : chunks_)
-    if (p >= c.pages && p < c.pages + c.npages) return c.nid;
-  return -1;
 }
 
 std::size_t ChunkProvider::reserved_bytes() const noexcept {
@@ -141,7 +144,7 @@ void ChunkProvider::release_all_chunks() noexcept {
     unreserve_chunk(c.base, c.bytes);
   }
   chunks_.clear();
-  free_.store(0, std::memory_order_relaxed);
+  for (Head& h : free_) h.v.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace pagepool

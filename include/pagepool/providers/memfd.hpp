@@ -1,0 +1,49 @@
+// pagepool: memfd provider — shared memory another process can map.
+//
+// Pages live in one memfd file; fd() can be passed to another process
+// (SCM_RIGHTS, pidfd_getfd, fork), which maps it and finds a page at its
+// device address: with kDmaMap, page_dma_addr() is the page's offset in
+// the file. The file grows chunk by chunk up to `capacity` bytes; the
+// virtual range for all of it is reserved at construction, so the mapping
+// is contiguous and offset = address - base.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "pagepool/provider.hpp"
+
+namespace pagepool {
+
+class MemfdProvider final : public ChunkProvider {
+ public:
+  // Throws std::system_error if memfd_create or the reservation fails,
+  // std::invalid_argument for a capacity that is 0 or not 2 MiB-aligned.
+  explicit MemfdProvider(unsigned order, std::size_t capacity = std::size_t{1} << 30,
+                         int nid = -1);
+  ~MemfdProvider() override;
+  const char* name() const noexcept override { return "memfd"; }
+
+  // The file. Owned by the provider: dup() it to keep it beyond.
+  int fd() const noexcept { return fd_; }
+  // Bytes of the file in use (its size) and the most it may grow to.
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  // First byte of the file's mapping in this process.
+  std::byte* base() const noexcept { return base_; }
+
+  // Device address = offset in the file.
+  std::error_code map(Page* p, std::uint64_t* dma) noexcept override;
+
+ protected:
+  void* reserve_chunk(std::size_t bytes, int* nid) noexcept override;
+  void unreserve_chunk(void* base, std::size_t bytes) noexcept override;
+
+ private:
+  int fd_ = -1;
+  std::byte* base_ = nullptr;
+  std::size_t capacity_;
+  std::size_t size_ = 0;  // grows under the chunk lock only
+};
+
+}  // namespace pagepool

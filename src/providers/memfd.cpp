@@ -1,0 +1,68 @@
+// MemfdProvider: one memfd file, mapped contiguously chunk by chunk.
+#include "pagepool/providers/memfd.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include "mem/arena.hpp"
+#include "providers/map_util.hpp"
+
+namespace pagepool {
+
+MemfdProvider::MemfdProvider(unsigned order, std::size_t capacity, int nid)
+    : ChunkProvider(order, std::size_t{4} << 20), capacity_(capacity) {
+  if (capacity == 0 || capacity % detail::kGranule != 0)
+    throw std::invalid_argument("MemfdProvider: capacity " + std::to_string(capacity) +
+                                " must be a non-zero multiple of 2 MiB");
+  set_nid(nid);
+  fd_ = memfd_create("pagepool", MFD_CLOEXEC);
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "MemfdProvider: memfd_create");
+  // The whole capacity as one inaccessible reservation; chunks replace
+  // parts of it with MAP_FIXED shared mappings of the file.
+  void* r = detail::map_aligned(capacity, detail::kGranule, PROT_NONE, MAP_PRIVATE | MAP_NORESERVE);
+  if (!r) {
+    const int err = errno;
+    close(fd_);
+    throw std::system_error(err, std::generic_category(), "MemfdProvider: reserving address space");
+  }
+  base_ = static_cast<std::byte*>(r);
+}
+
+MemfdProvider::~MemfdProvider() {
+  release_all_chunks();
+  munmap(base_, capacity_);
+  close(fd_);
+}
+
+std::error_code MemfdProvider::map(Page* p, std::uint64_t* dma) noexcept {
+  *dma = static_cast<std::uint64_t>(static_cast<std::byte*>(page_address(p)) - base_);
+  return {};
+}
+
+// Called under the chunk lock: size_ needs no other protection.
+void* MemfdProvider::reserve_chunk(std::size_t bytes, int* nid) noexcept {
+  if (size_ + bytes > capacity_) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const auto off = static_cast<off_t>(size_);
+  if (ftruncate(fd_, off + static_cast<off_t>(bytes)) != 0) return nullptr;
+  void* mem = mmap(base_ + size_, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd_, off);
+  if (mem == MAP_FAILED) return nullptr;
+  if (*nid >= 0 && !detail::bind_to_node(mem, bytes, *nid)) *nid = -1;
+  size_ += bytes;
+  return mem;
+}
+
+// The file keeps its size (another process may still map it); the range
+// goes back to an inaccessible reservation.
+void MemfdProvider::unreserve_chunk(void* base, std::size_t bytes) noexcept {
+  mmap(base, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+}  // namespace pagepool

@@ -1,0 +1,1 @@
+// AF_XDP UMEM provider (see include/pagepool/providers/umem.hpp).

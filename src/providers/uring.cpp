@@ -1,0 +1,1 @@
+// io_uring registered-buffer provider (see include/pagepool/providers/uring.hpp).
