@@ -73,6 +73,9 @@ Pool::Pool(const Params& params) : params_(params) {
                               : std::make_shared<AnonProvider>(params.order, params.nid);
   params_.provider.reset();  // the pool's reference is provider_
   prov_ = provider_.get();
+  // As update_nid does: a supplied provider learns where new memory should
+  // come from (the default one was built for params.nid already).
+  if (params.provider && params.nid >= 0) prov_->set_nid(params.nid);
   owner_.store(detail::self(), std::memory_order_relaxed);
   dma_map_ = params.flags & kDmaMap;
   sync_ = (params.flags & kDmaSyncDev) && prov_->needs_sync();

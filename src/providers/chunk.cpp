@@ -59,9 +59,27 @@ std::size_t ChunkProvider::alloc_bulk(Page** out, std::size_t n) noexcept {
   const int nid = nid_.load(std::memory_order_relaxed);
   const std::size_t list = list_of(nid);
   std::size_t got = 0;
+  bool grown = false;
   while (got < n) {
     Page* first = pop_batch(list);
-    if (!first) return got + grow(out + got, n - got);
+    // Pages of unknown node suit every request (a bound request whose
+    // binding failed lands there), and any page suits "any node" (a chunk
+    // reports the node its memory landed on). Without this such pages sit
+    // on a list nobody asks for and every refill reserves a new chunk.
+    if (!first && list != 0) first = pop_batch(0);
+    for (std::size_t i = 1; !first && nid < 0 && i < kNodeLists; ++i) first = pop_batch(i);
+    if (!first && !grown) {
+      // The wanted node's list is empty: new memory for it, once.
+      grown = true;
+      got += grow(out + got, n - got);
+      continue;
+    }
+    // No memory for the wanted node (a fixed region, or the node is full):
+    // better a page from another node than none; the pool waives it on
+    // return if it is bound to a node.
+    for (std::size_t i = 0; !first && i < kNodeLists; ++i)
+      if (i != list) first = pop_batch(i);
+    if (!first) return got;
     auto count = static_cast<std::uint32_t>(first->dma.load(std::memory_order_relaxed) >> 32);
     Page* p = first;
     while (count != 0 && got < n) {
@@ -70,7 +88,7 @@ std::size_t ChunkProvider::alloc_bulk(Page** out, std::size_t n) noexcept {
       p->dma.store(0, std::memory_order_relaxed);
       p = id_page(p->next.load(std::memory_order_relaxed));
     }
-    if (count != 0) push_batch(list, p, count);  // the rest goes back whole
+    if (count != 0) push_batch(list_of(page_nid(p)), p, count);  // the rest goes back whole
   }
   return got;
 }

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <stdexcept>
 #include <string>
@@ -14,11 +15,24 @@
 
 namespace pagepool {
 
+namespace {
+// The file grows a chunk at a time, so the chunk must divide the capacity:
+// 4 MiB where it does, else 2 MiB; never less than a page.
+std::size_t unit_of(unsigned order) {
+  return std::max(detail::kGranule, kPageSize << std::min(order, kMaxOrder));
+}
+std::size_t chunk_of(unsigned order, std::size_t capacity) {
+  const std::size_t big = std::max(std::size_t{4} << 20, unit_of(order));
+  return capacity % big == 0 ? big : unit_of(order);
+}
+}  // namespace
+
 MemfdProvider::MemfdProvider(unsigned order, std::size_t capacity, int nid)
-    : ChunkProvider(order, std::size_t{4} << 20), capacity_(capacity) {
-  if (capacity == 0 || capacity % detail::kGranule != 0)
+    : ChunkProvider(order, chunk_of(order, capacity)), capacity_(capacity) {
+  if (capacity == 0 || capacity % unit_of(order) != 0)
     throw std::invalid_argument("MemfdProvider: capacity " + std::to_string(capacity) +
-                                " must be a non-zero multiple of 2 MiB");
+                                " must be a non-zero multiple of " +
+                                std::to_string(unit_of(order) >> 20) + " MiB");
   set_nid(nid);
   fd_ = memfd_create("pagepool", MFD_CLOEXEC);
   if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "MemfdProvider: memfd_create");

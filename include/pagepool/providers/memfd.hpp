@@ -18,7 +18,9 @@ namespace pagepool {
 class MemfdProvider final : public ChunkProvider {
  public:
   // Throws std::system_error if memfd_create or the reservation fails,
-  // std::invalid_argument for a capacity that is 0 or not 2 MiB-aligned.
+  // std::invalid_argument for a capacity that is 0 or not a multiple of
+  // 2 MiB (of the page size for order 10). The file grows 4 MiB at a time
+  // where 4 MiB divides the capacity, else 2 MiB (4 MiB for order 10).
   explicit MemfdProvider(unsigned order, std::size_t capacity = std::size_t{1} << 30,
                          int nid = -1);
   ~MemfdProvider() override;
