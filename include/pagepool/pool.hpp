@@ -209,7 +209,8 @@ class Pool {
   detail::ReturnSlot* claim_slot();
   void handover(detail::ReturnSlot* s);
   void unclaim_slot(detail::ReturnSlot* s);
-  std::uint32_t steal_pending(std::uint32_t want);
+  // count: an allocation's steal (stats) rather than destroy's sweep.
+  std::uint32_t steal_pending(std::uint32_t want, bool count = true);
   std::uint64_t count_pending() const noexcept;
   void memory_gone() noexcept;
   void unref() noexcept;

@@ -70,7 +70,8 @@ struct AllocStats {
 struct RecycleStats {
   std::uint64_t cached;           // direct recycles into the alloc cache
   std::uint64_t cache_full;       // direct recycles that found the cache full
-  std::uint64_t ring;             // pages put on the return path (a returner's batch or the ring)
+  std::uint64_t ring;             // pages handed to the return ring (or stolen from a batch); a
+                                  // page waiting in a returner's batch counts once handed over
   std::uint64_t ring_full;        // pages released because the ring was full
   std::uint64_t released_refcnt;  // pages released at their last put after the pool was destroyed
 };

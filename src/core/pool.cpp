@@ -484,6 +484,7 @@ void Pool::destroy() noexcept {
   const std::uint64_t h = ring_.fetch_or(kRingClosed, std::memory_order_acq_rel);
   const auto ring_pages = static_cast<std::uint32_t>(h >> 32);
   ring_.store(kRingClosed, std::memory_order_relaxed);
+  PP_STAT_ADD(ring_collected_, ring_pages);  // recycle.ring never goes down
 
   Page* p = frag_page_.load(std::memory_order_relaxed);
   if (p) {
@@ -512,7 +513,7 @@ void Pool::destroy() noexcept {
     const std::uint32_t c = count_.load(std::memory_order_relaxed);
     count_.store(0, std::memory_order_relaxed);
     if (c) release_pages(cache_, c, false);
-    if (steal_pending(kCacheSize) == 0) break;
+    if (steal_pending(kCacheSize, false) == 0) break;
   }
   // Detach. Before this the held count cannot reach the free condition.
   if (state_.fetch_add(1, std::memory_order_acq_rel) + 1 == 1) memory_gone();
@@ -544,8 +545,7 @@ Stats Pool::stats() const noexcept {
              steal_.get()};
 #if PAGEPOOL_STATS
   s.recycle = {cached_.get(), cache_full_.get(),
-               ring_collected_.get() + (ring_.load(std::memory_order_relaxed) >> 32) +
-                   count_pending(),
+               ring_collected_.get() + (ring_.load(std::memory_order_relaxed) >> 32),
                ring_full_.load(std::memory_order_relaxed),
                released_refcnt_.load(std::memory_order_relaxed)};
 #endif

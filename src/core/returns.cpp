@@ -39,7 +39,12 @@ bool g_returner_fence = true;
 namespace {
 pthread_key_t g_exit_key;
 
-void thread_exit(void*) { flush_thread(); }
+// A later key destructor may put pages again (claiming a slot): re-arm the
+// key so glibc runs another destructor round for them.
+void thread_exit(void*) {
+  flush_thread();
+  t_returns.key_set = false;
+}
 
 long membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0, 0); }
 }  // namespace
@@ -197,7 +202,7 @@ void Pool::unclaim_slot(ReturnSlot* s) {
 
 // Owner (or destroyer): claim pages waiting in returners' batches, up to
 // `want`, into the cache. Returns how many.
-std::uint32_t Pool::steal_pending(std::uint32_t want) {
+std::uint32_t Pool::steal_pending(std::uint32_t want, bool count) {
   std::uint32_t n = count_.load(std::memory_order_relaxed);
   const std::uint32_t start = n;
   std::uint32_t ids[detail::kSlotCap];
@@ -216,8 +221,10 @@ std::uint32_t Pool::steal_pending(std::uint32_t want) {
     for (std::uint32_t i = 0; i != t - h; ++i) cache_[n++] = id_page(ids[i]);
   }
   count_.store(n, std::memory_order_relaxed);
-  PP_STAT_ADD(steal_, n - start);
-  PP_STAT_ADD(ring_collected_, n - start);
+  if (count) {
+    PP_STAT_ADD(steal_, n - start);
+    PP_STAT_ADD(ring_collected_, n - start);
+  }
   return n - start;
 }
 

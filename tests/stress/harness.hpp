@@ -30,7 +30,7 @@ struct World {
   std::int64_t inflight_slack = idle_carving_page_bypasses_cap() ? 1 : 0;
 
   std::atomic<std::uint64_t> n_alloc{0}, n_frag{0}, n_bulk_put{0}, n_put{0}, n_get{0},
-      n_forward{0}, n_direct{0}, n_release{0}, n_limited{0};
+      n_forward{0}, n_direct{0}, n_release{0}, n_limited{0}, n_flush{0};
 
   bool stopping() const { return stop.load(std::memory_order_acquire) || f.failed(); }
 };
@@ -146,10 +146,16 @@ class Actor {
     return n;
   }
 
-  // Idle work: put something from the stash or flush the bulk now and then.
+  // Idle work: put something from the stash or flush the bulk now and then;
+  // rarely hand this thread's pending batches over (flush_thread) mid-run,
+  // racing with the owner's steals and, in the teardown test, with destroy.
   void idle_step() {
     if (!bulk_.empty() && (chance(rng_, 20) || w_.stopping())) flush_bulk();
     if (!stash_.empty() && (chance(rng_, 30) || w_.stopping())) put_stash_one();
+    if (chance(rng_, 1)) {
+      pagepool::flush_thread();
+      w_.n_flush.fetch_add(1, std::memory_order_relaxed);
+    }
     if (w_.observe.load(std::memory_order_relaxed) && chance(rng_, 2)) observe();
   }
 

@@ -68,15 +68,14 @@ TEST(MaxInflight, CapHoldsUnderConcurrentReturns) {
 #endif
 }
 
-// LIBRARY BUG (fails until fixed): an idle carving page -- the page being
-// carved into fragments, all of whose fragments have come back -- is not
-// counted as out when the slow path recounts the budget (levels().inflight
-// excludes carving_idle), yet alloc_frag's fast path hands fragments of it out
-// again without consulting the budget. So the pool lends the "idle" page's
-// budget slot to alloc_page and then puts the carving page back out too:
-// max_inflight + 1 pages out. Deterministic, single-threaded. The concurrent
-// tests above meet it too (MixedStress/limited reports max pages out A 41 of
-// 40) and tolerate exactly this one page (World::inflight_slack).
+// Regression test (the bug is fixed): an idle carving page -- the page being
+// carved into fragments, all of whose fragments have come back -- must count
+// as out when the slow path recounts the budget, since alloc_frag's fast path
+// hands fragments of it out again without consulting the budget. Before the
+// fix the pool lent the "idle" page's budget slot to alloc_page and then put
+// the carving page back out too: max_inflight + 1 pages out. Deterministic,
+// single-threaded. World::inflight_slack probes for the bug at run time and is
+// 0 now, so the concurrent tests above check the cap exactly.
 TEST(MaxInflight, IdleCarvingPageBypassesTheCap) {
   Params params;
   params.name = "cap1";

@@ -1,8 +1,10 @@
 // Return-ring stress: many threads (4-8) push pages into one pool's small
-// return ring (single puts, bulk chains, extra references dropped first)
-// while the owner keeps allocating, i.e. refilling from the ring and the
-// provider. The owner never puts, so every return is a ring push or a
-// ring-full release, and the books must balance exactly:
+// return ring (single puts through their batches, bulk chains straight to
+// the ring, extra references dropped first) while the owner keeps
+// allocating, i.e. refilling from the ring, stealing batches and asking the
+// provider. The owner never puts, so every return ends as a ring push (or a
+// steal) or a ring-full release; once the pushers have exited (handing over
+// their last batches) nothing is pending and the books balance exactly:
 //   pages allocated == pages put back == recycle.ring + recycle.ring_full
 //   release == ring_full, hold - release == levels().held (check())
 //   provider: alloc'd - released == held.
@@ -146,13 +148,14 @@ TEST_P(RingStress, ManyPushersOneRefillingOwner) {
     pushers[rnd(rng, static_cast<std::uint32_t>(cfg.pushers))]->inbox.push_all(out);
     if ((iters & 127) == 0) {
       const pagepool::Levels l = pool->levels();
-      if (l.ring > cfg.pool_size || l.cache + l.ring > l.held)
+      if (l.ring > cfg.pool_size || l.cache + l.ring + l.pending > l.held)
         f.fail("owner levels: ring " + std::to_string(l.ring) + " cache " + std::to_string(l.cache) +
-               " held " + std::to_string(l.held));
+               " pending " + std::to_string(l.pending) + " held " + std::to_string(l.held));
     }
   }
   stop.store(true, std::memory_order_release);
-  for (auto& t : threads) t.join();
+  for (auto& t : threads) t.join();  // each exit hands over the pusher's batch
+  EXPECT_EQ(pool->levels().pending, 0u) << "a pusher's batch outlived its thread";
 
   std::uint64_t puts = 0, bulk_calls = 0, extra = 0;
   for (auto& p : pushers) {

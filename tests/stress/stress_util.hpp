@@ -13,7 +13,8 @@
 //    a holder (a page recycled while still held) is caught.
 //  - CountingProvider: forwards to an AnonProvider and counts pages in and
 //    out, checks the provider contract on every call (ref 0, pool nullptr, no
-//    page released twice or handed out twice) and can ask for device syncs.
+//    page released twice or handed out twice), can ask for device syncs and
+//    can be limited to a number of pages out at once.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -377,20 +378,30 @@ struct ProviderCounters {
 
 // AnonProvider is final, so wrap it. Tracks per page whether it is out of the
 // provider: alloc'ing a page twice or releasing one twice is a violation.
+// page_budget: pages it may have out at once (handed out and not released);
+// beyond that alloc_bulk hands out fewer, or none.
 class CountingProvider final : public pagepool::Provider {
  public:
-  CountingProvider(unsigned order, std::shared_ptr<ProviderCounters> c, bool needs_sync = false)
+  CountingProvider(unsigned order, std::shared_ptr<ProviderCounters> c, bool needs_sync = false,
+                   std::uint64_t page_budget = ~std::uint64_t{0})
       : inner_(std::make_unique<pagepool::AnonProvider>(order)),
         c_(std::move(c)),
         needs_sync_(needs_sync),
-        page_bytes_(static_cast<std::uint32_t>(pagepool::kPageSize << order)) {}
+        page_bytes_(static_cast<std::uint32_t>(pagepool::kPageSize << order)),
+        left_(page_budget) {}
   ~CountingProvider() override { c_->destroyed.store(true, std::memory_order_relaxed); }
 
   unsigned order() const noexcept override { return inner_->order(); }
   const char* name() const noexcept override { return "counting"; }
 
   std::size_t alloc_bulk(Page** out, std::size_t n) noexcept override {
-    const std::size_t got = inner_->alloc_bulk(out, n);
+    std::uint64_t left = left_.load(std::memory_order_relaxed);
+    std::uint64_t take;
+    do {
+      take = std::min<std::uint64_t>(left, n);
+    } while (!left_.compare_exchange_weak(left, left - take, std::memory_order_relaxed));
+    const std::size_t got = take ? inner_->alloc_bulk(out, static_cast<std::size_t>(take)) : 0;
+    if (got < take) left_.fetch_add(take - got, std::memory_order_relaxed);
     for (std::size_t i = 0; i < got; ++i) {
       Page* p = out[i];
       if (p->ref.load(std::memory_order_relaxed) != 0 || p->pool.load(std::memory_order_relaxed))
@@ -414,6 +425,7 @@ class CountingProvider final : public pagepool::Provider {
     }
     c_->released.fetch_add(n, std::memory_order_relaxed);
     inner_->release_bulk(pages, n);
+    left_.fetch_add(n, std::memory_order_relaxed);
   }
   std::error_code map(Page* p, std::uint64_t* dma) noexcept override {
     c_->maps.fetch_add(1, std::memory_order_relaxed);
@@ -436,6 +448,7 @@ class CountingProvider final : public pagepool::Provider {
   std::shared_ptr<ProviderCounters> c_;
   bool needs_sync_;
   std::uint32_t page_bytes_;
+  std::atomic<std::uint64_t> left_;  // page budget left (wraps harmlessly when unlimited)
   // Whether a page is out of its provider; process-wide like the page ids.
   static PageTable<std::atomic<std::uint8_t>>& out_table() {
     static auto* t = new PageTable<std::atomic<std::uint8_t>>;
@@ -471,30 +484,45 @@ inline bool idle_carving_page_bypasses_cap() {
 
 // ---- invariants at quiescence ------------------------------------------------------------------
 
-// Owner thread, pool quiescent, the test holds nothing of it.
+// Owner thread, pool quiescent, the test holds nothing of it, and every
+// other thread that returned pages to it has exited or called
+// pagepool::flush_thread(). Only the calling thread's own non-direct puts may
+// still wait in a batch: the accounting is checked with them (pending), then
+// the caller flushes and it is checked again, now with nothing pending.
+// (flush_thread hands over the caller's batches of every pool, not only
+// this one's.)
 inline void expect_quiescent(Pool& pool, const char* name) {
   SCOPED_TRACE(name);
-  pagepool::Levels l{};
-  EXPECT_NO_THROW(l = pool.check());
-  const pagepool::Stats s = pool.stats();
-  EXPECT_EQ(l.inflight, 0u);
-  EXPECT_EQ(pool.inflight(), 0u);
-  EXPECT_EQ(s.hold - s.release, l.held);
-  EXPECT_EQ(l.cache + l.ring + l.carving_idle, l.held)
-      << "cache " << l.cache << " ring " << l.ring << " carving_idle " << l.carving_idle;
-  EXPECT_LE(l.cache, Pool::kCacheSize);
-  EXPECT_LE(l.ring, pool.params().pool_size);
+  for (int pass = 0; pass < 2; ++pass) {
+    SCOPED_TRACE(pass == 0 ? "as left" : "after the caller's flush_thread()");
+    pagepool::Levels l{};
+    EXPECT_NO_THROW(l = pool.check());
+    const pagepool::Stats s = pool.stats();
+    EXPECT_EQ(l.inflight, 0u);
+    EXPECT_EQ(pool.inflight(), 0u);
+    EXPECT_EQ(s.hold - s.release, l.held);
+    EXPECT_EQ(l.cache + l.ring + l.pending + l.carving_idle, l.held)
+        << "cache " << l.cache << " ring " << l.ring << " pending " << l.pending << " carving_idle "
+        << l.carving_idle;
+    EXPECT_LE(l.cache, Pool::kCacheSize);
+    EXPECT_LE(l.ring, pool.params().pool_size);
+    if (pass == 0)
+      pagepool::flush_thread();
+    else
+      EXPECT_EQ(l.pending, 0u) << "pages still pending after every returner exited or flushed";
+  }
 }
 
 inline std::string describe(const pagepool::Stats& s) {
   char b[512];
   std::snprintf(b, sizeof b,
                 "alloc fast=%" PRIu64 " slow=%" PRIu64 " slow_ho=%" PRIu64 " empty=%" PRIu64
-                " refill=%" PRIu64 " limited=%" PRIu64 " fail=%" PRIu64 " | recycle cached=%" PRIu64
+                " refill=%" PRIu64 " steal=%" PRIu64 " limited=%" PRIu64 " fail=%" PRIu64
+                " | recycle cached=%" PRIu64
                 " cache_full=%" PRIu64 " ring=%" PRIu64 " ring_full=%" PRIu64
                 " released_refcnt=%" PRIu64 " | hold=%" PRIu64 " release=%" PRIu64,
                 s.alloc.fast, s.alloc.slow, s.alloc.slow_high_order, s.alloc.empty, s.alloc.refill,
-                s.alloc.limited, s.alloc.fail, s.recycle.cached, s.recycle.cache_full, s.recycle.ring,
+                s.alloc.steal, s.alloc.limited, s.alloc.fail, s.recycle.cached, s.recycle.cache_full, s.recycle.ring,
                 s.recycle.ring_full, s.recycle.released_refcnt, s.hold, s.release);
   return b;
 }

@@ -33,11 +33,21 @@ TEST_F(PoolDeathTest, DoublePut) {
   EXPECT_DEATH(pool->put_pages_bulk(&p, 1), "double put");
 }
 
-// A double put from another thread, after the page went to the ring.
+// A double put from another thread, after the page went to the return
+// path: while it waits in the putter's batch, and once in the ring.
 TEST_F(PoolDeathTest, DoublePutThroughTheRing) {
   auto pool = Pool::create({});
   Page* p = pool->alloc_page();
   pool->put_page(p, -1, false);
+  ASSERT_EQ(pool->levels().pending, 1u);
+  EXPECT_DEATH(
+      {
+        std::thread t([p] { pagepool::put_page(p); });
+        t.join();
+      },
+      "double put");
+  pagepool::flush_thread();
+  ASSERT_EQ(pool->levels().ring, 1u);
   EXPECT_DEATH(
       {
         std::thread t([p] { pagepool::put_page(p); });

@@ -90,7 +90,7 @@ TEST(DmaMap, NoMappingWithoutTheFlag) {
 }
 
 // Every way out of the pool unmaps exactly once: release_page, a ring-full
-// put, a cache spill into a full ring, destroy.
+// handover, a cache spill into a full ring, destroy.
 TEST(DmaMap, UnmapOnceOnEveryWayOut) {
   auto c = make_counted_pool(mapped(10));
   std::vector<Page*> pages = alloc_n(*c.pool, 129);  // 192 mapped, 63 cached
@@ -99,7 +99,14 @@ TEST(DmaMap, UnmapOnceOnEveryWayOut) {
   EXPECT_EQ(c.log->unmap_calls.load(), 1u);
   expect_mapping_balanced(c);
 
-  for (int i = 1; i <= 11; ++i) c.pool->put_page(pages[i], -1, false);  // 10 fit
+  // Non-direct puts wait in this thread's batch, still mapped; the handover
+  // puts 10 into the ring and releases (unmaps) the one that does not fit.
+  for (int i = 1; i <= 11; ++i) c.pool->put_page(pages[i], -1, false);
+  EXPECT_EQ(c.pool->levels().pending, 11u);
+  EXPECT_EQ(c.log->unmap_calls.load(), 1u);
+  expect_mapping_balanced(c);
+  pagepool::flush_thread();
+  EXPECT_EQ(c.pool->levels().ring, 10u);
   EXPECT_EQ(c.log->unmap_calls.load(), 2u);
   expect_mapping_balanced(c);
 
@@ -201,8 +208,12 @@ TEST(DmaSync, PutPageSyncsTheClampedWindow) {
     expect_one_sync(*c.log, p, k.len);
     p = c.pool->alloc_page();
   }
-  c.pool->put_page(p, 300, false);  // to the ring: synced too
+  c.pool->put_page(p, 300, false);  // to this thread's batch: synced at the put
   expect_one_sync(*c.log, p, 300);
+  EXPECT_EQ(c.pool->levels().pending, 1u);
+  pagepool::flush_thread();  // the handover to the ring does not sync again
+  EXPECT_TRUE(c.log->take_syncs().empty());
+  EXPECT_EQ(c.pool->levels().ring, 1u);
   EXPECT_CONSISTENT(c.pool);
 }
 

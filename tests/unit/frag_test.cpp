@@ -135,7 +135,7 @@ TEST(Frag, InvalidSizeDoesNotEndTheCurrentPage) {
   EXPECT_CONSISTENT(pool);
 }
 
-// BUG: alloc_frag's inline fast path checks `frag_offset_ + sz <= page_bytes_`
+// Regression (fixed): alloc_frag's inline fast path checks `frag_offset_ + sz <= page_bytes_`
 // in 32-bit arithmetic. With a page in progress, a size just below 4 GiB
 // wraps the sum to a small value: the call returns the page (a "fragment"
 // of ~4 GiB) instead of nullptr, and resets the offset to 0 so the next

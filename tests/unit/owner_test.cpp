@@ -44,7 +44,8 @@ TEST(Owner, CreatedElsewhereIsNotOurs) {
 }
 
 // After bind_owner on another thread, that thread allocates and recycles
-// directly; the old owner's puts are no longer direct and go to the ring.
+// directly; the old owner's puts are no longer direct and go the remote way
+// (its batch, then the ring).
 TEST(Owner, BindOwnerMovesDirectRecycling) {
   auto pool = Pool::create({});
   Page* mine = pool->alloc_page();
@@ -63,11 +64,17 @@ TEST(Owner, BindOwnerMovesDirectRecycling) {
   EXPECT_FALSE(pool->is_owner());
   EXPECT_MOVED(w, {.fast = 4, .cached = 3});
 
-  // The old owner is now just another thread.
+  // The old owner is now just another thread: its puts go to its batch
+  // for the pool, and from there to the ring.
   pagepool::put_page(mine);
   pool->put_page(theirs[3], -1, true);
-  EXPECT_MOVED(w, {.ring = 2});
+  EXPECT_MOVED(w, {});  // pending in our batch: not counted yet
+  EXPECT_EQ(pool->levels().pending, 2u);
+  EXPECT_EQ(pool->levels().cache, 62u);  // 64 - 1 - 4 + the new owner's 3 recycles
+  pagepool::flush_thread();
+  EXPECT_MOVED(w, {.ring = 2});  // counted at the handover
   EXPECT_EQ(pool->levels().ring, 2u);
+  EXPECT_EQ(pool->levels().pending, 0u);
 
   // Taking the pool back makes our puts direct again.
   pool->bind_owner();

@@ -116,8 +116,9 @@ TEST_P(VirtToPage, EveryByteOfAPageMapsToIt) {
 
 INSTANTIATE_TEST_SUITE_P(Orders, VirtToPage, ::testing::Values(0u, 1u, 9u, 10u));
 
-// Pages resting in the pool's cache or ring still belong to the pool and
-// resolve; a page released back to the provider does not.
+// Pages resting in the pool's cache, in a returner's batch or in the ring
+// still belong to the pool and resolve; a page released back to the
+// provider does not.
 TEST(VirtToPageState, RestingPagesResolveReleasedPagesDoNot) {
   auto pool = Pool::create({});
   Page* cached = pool->alloc_page();
@@ -129,9 +130,14 @@ TEST(VirtToPageState, RestingPagesResolveReleasedPagesDoNot) {
   pool->recycle_direct(cached);
   pool->put_page(ringed, -1, false);
   pool->release_page(released);
+  EXPECT_EQ(pool->levels().pending, 1u);
   EXPECT_EQ(pagepool::virt_to_page(ac), cached);
   EXPECT_EQ(pagepool::virt_to_page(ar), ringed);
   EXPECT_EQ(pagepool::virt_to_page(al), nullptr);
+  EXPECT_CONSISTENT(pool);
+  pagepool::flush_thread();
+  EXPECT_EQ(pool->levels().ring, 1u);
+  EXPECT_EQ(pagepool::virt_to_page(ar), ringed);
   EXPECT_CONSISTENT(pool);
 }
 

@@ -55,7 +55,9 @@ TEST(RecycleDirect, OnlyTheLastReferenceRecycles) {
 }
 
 // Pool::put_page on the owner: allow_direct picks the cache, otherwise the
-// ring. The sync size does not matter without kDmaSyncDev.
+// remote path: the calling thread's batch, handed to the ring by
+// flush_thread (counted in recycle.ring then, not at the put). The sync size
+// does not matter without kDmaSyncDev.
 TEST(PoolPutPage, OwnerDirectOrRing) {
   auto pool = Pool::create({});
   Page* a = pool->alloc_page();
@@ -64,12 +66,19 @@ TEST(PoolPutPage, OwnerDirectOrRing) {
   pool->put_page(a, 100, true);
   EXPECT_MOVED(w, {.cached = 1});
   pool->put_page(b, -1, false);
-  EXPECT_MOVED(w, {.ring = 1});
-  const auto l = pool->levels();
+  EXPECT_MOVED(w, {});  // pending: not counted yet
+  auto l = expect_consistent(*pool);
   EXPECT_EQ(l.cache, 63u);
+  EXPECT_EQ(l.pending, 1u);
+  EXPECT_EQ(l.ring, 0u);
+  EXPECT_EQ(l.inflight, 0u);
+  pagepool::flush_thread();
+  EXPECT_MOVED(w, {.ring = 1});  // the handover counts it
+  l = expect_consistent(*pool);
+  EXPECT_EQ(l.cache, 63u);
+  EXPECT_EQ(l.pending, 0u);
   EXPECT_EQ(l.ring, 1u);
   EXPECT_EQ(l.inflight, 0u);
-  EXPECT_CONSISTENT(pool);
 }
 
 // From another thread allow_direct is ignored: the page goes to the ring.
@@ -141,23 +150,41 @@ TEST(Ring, RefillMovesAtMostSixtyFour) {
   EXPECT_CONSISTENT(pool);
 }
 
-// The ring holds pool_size pages: a put that would make it pool_size + 1
-// releases the page to the provider instead (recycle.ring_full, release).
+// The ring holds pool_size pages: a handover that would take it past
+// pool_size pushes what fits and releases the rest to the provider
+// (recycle.ring_full, release), as that many single puts would. Those
+// pages count only in ring_full, never in recycle.ring.
 TEST(Ring, FullRingReleasesToTheProvider) {
   auto c = make_counted_pool(sized(3));
   std::vector<Page*> pages = alloc_n(*c.pool, 5);
+  std::vector<void*> addr;
+  for (Page* p : pages) addr.push_back(pagepool::page_address(p));
   StatsWatch w(*c.pool);
-  for (int i = 0; i < 3; ++i) c.pool->put_page(pages[i], -1, false);
-  EXPECT_MOVED(w, {.ring = 3});
+  for (int i = 0; i < 4; ++i) c.pool->put_page(pages[i], -1, false);
+  EXPECT_MOVED(w, {});  // pending in this thread's batch: not counted yet
+  EXPECT_EQ(c.pool->levels().pending, 4u);
   EXPECT_EQ(c.log->release_pages.load(), 0u);
-  void* addr = pagepool::page_address(pages[3]);
-  c.pool->put_page(pages[3], -1, false);
-  EXPECT_MOVED(w, {.ring_full = 1, .release = 1});
+  pagepool::flush_thread();  // the handover: 3 fit, 1 does not
+  EXPECT_MOVED(w, {.ring = 3, .ring_full = 1, .release = 1});
   EXPECT_EQ(c.log->release_pages.load(), 1u);
-  EXPECT_EQ(pagepool::virt_to_page(addr), nullptr);  // back in the provider
+  EXPECT_EQ(c.log->bad_releases.load(), 0u);
+  int gone = 0;
+  for (int i = 0; i < 4; ++i) {
+    Page* now = pagepool::virt_to_page(addr[i]);
+    if (now == nullptr)
+      ++gone;  // back in the provider
+    else
+      EXPECT_EQ(now, pages[i]);
+  }
+  EXPECT_EQ(gone, 1);
+  auto l = expect_consistent(*c.pool);
+  EXPECT_EQ(l.ring, 3u);
+  EXPECT_EQ(l.pending, 0u);
+  // Another thread's put reaches the ring at its exit: full, released.
   on_other_thread([&] { pagepool::put_page(pages[4]); });
   EXPECT_MOVED(w, {.ring_full = 1, .release = 1});
-  const auto l = expect_consistent(*c.pool);
+  EXPECT_EQ(pagepool::virt_to_page(addr[4]), nullptr);
+  l = expect_consistent(*c.pool);
   EXPECT_EQ(l.ring, 3u);
   EXPECT_EQ(l.held, 62u);
   EXPECT_EQ(l.inflight, 0u);
@@ -246,22 +273,47 @@ TEST(CacheOverflow, FillingToCapacityIsNotFull) {
   EXPECT_CONSISTENT(pool);
 }
 
-// If the spill does not fit into the ring, the 64 pages are released to
-// the provider (ring_full counts each of them).
+// If the ring is full, the 64 spilled pages are released to the provider
+// (ring_full counts each of them).
 TEST(CacheOverflow, SpillIntoAFullRingReleases) {
   auto c = make_counted_pool(sized(10));
-  std::vector<Page*> out = alloc_n(*c.pool, 129);
-  for (int i = 0; i < 65; ++i) c.pool->recycle_direct(out[i]);
+  std::vector<Page*> out = alloc_n(*c.pool, 139);  // three bulks: 53 fresh pages cached
+  on_other_thread([&] { put_all(std::vector<Page*>(out.begin() + 129, out.end())); });
+  ASSERT_EQ(c.pool->levels().ring, 10u);
+  for (int i = 0; i < 75; ++i) c.pool->recycle_direct(out[i]);
+  ASSERT_EQ(c.pool->levels().cache, Pool::kCacheSize);
   StatsWatch w(*c.pool);
-  c.pool->recycle_direct(out[65]);
+  c.pool->recycle_direct(out[75]);
   EXPECT_MOVED(w, {.cache_full = 1, .ring_full = 64, .release = 64});
   EXPECT_EQ(c.log->release_pages.load(), 64u);
   EXPECT_EQ(c.log->bad_releases.load(), 0u);
   const auto l = expect_consistent(*c.pool);
   EXPECT_EQ(l.cache, 65u);
-  EXPECT_EQ(l.ring, 0u);
+  EXPECT_EQ(l.ring, 10u);
   EXPECT_EQ(l.held, 128u);
-  put_all(std::vector<Page*>(out.begin() + 66, out.end()));
+  put_all(std::vector<Page*>(out.begin() + 76, out.begin() + 129));
+  EXPECT_CONSISTENT(c.pool);
+}
+
+// A spill into a ring with room for fewer than 64 pushes what fits and
+// releases the rest, like 64 single pushes would.
+TEST(CacheOverflow, SpillIntoAPartlyFullRingTakesWhatFits) {
+  auto c = make_counted_pool(sized(10));
+  std::vector<Page*> out = alloc_n(*c.pool, 133);  // three bulks: 59 fresh pages cached
+  on_other_thread([&] { put_all(std::vector<Page*>(out.begin() + 129, out.end())); });
+  ASSERT_EQ(c.pool->levels().ring, 4u);
+  for (int i = 0; i < 69; ++i) c.pool->recycle_direct(out[i]);
+  ASSERT_EQ(c.pool->levels().cache, Pool::kCacheSize);
+  StatsWatch w(*c.pool);
+  c.pool->recycle_direct(out[69]);
+  EXPECT_MOVED(w, {.cache_full = 1, .ring = 6, .ring_full = 58, .release = 58});
+  EXPECT_EQ(c.log->release_pages.load(), 58u);
+  EXPECT_EQ(c.log->bad_releases.load(), 0u);
+  const auto l = expect_consistent(*c.pool);
+  EXPECT_EQ(l.cache, 65u);
+  EXPECT_EQ(l.ring, 10u);
+  EXPECT_EQ(l.held, 192u - 58u);
+  put_all(std::vector<Page*>(out.begin() + 70, out.begin() + 129));
   EXPECT_CONSISTENT(c.pool);
 }
 
@@ -369,11 +421,11 @@ TEST(PutPagesBulk, MoreThanTheRingHolds) {
   EXPECT_EQ(l.inflight, 0u);
 }
 
-// BUG: put_pages_bulk is documented as put_page(p, -1, true) for each page,
-// but when a run of pages does not fit entirely into the ring's free room it
-// releases the whole run, even the pages that would have fit. With 6 of 8
-// ring slots used, 4 single puts put 2 into the ring and release 2; the
-// bulk put releases all 4.
+// put_pages_bulk is documented as put_page(p, -1, true) for each page: when
+// a pool's chain does not fit entirely into the ring's free room, the ring
+// takes what fits and the rest is released. With 6 of 8 ring slots used, 4
+// single puts would put 2 into the ring and release 2; so does the bulk put.
+// (It used to release the whole chain.)
 TEST(PutPagesBulk, PartlyFullRingTakesWhatFits) {
   auto pool = Pool::create(sized(8));
   std::vector<Page*> pages = alloc_n(*pool, 10);
