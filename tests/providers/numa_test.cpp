@@ -351,7 +351,7 @@ TEST(NumaRefill, StealWaivesForeignPages) {
   StatsWatch w(*c.pool);
   std::vector<Page*> got = alloc_n(*c.pool, 20);
   expect_nodes(got, 0);
-  EXPECT_MOVED(w, {.fast = 19, .refill = 1, .waive = 20, .steal = 40, .release = 20});
+  EXPECT_MOVED(w, {.fast = 19, .refill = 1, .waive = 20, .steal = 40, .ring = 40, .release = 20});
   EXPECT_CONSISTENT(c.pool, 128 - 40 + 20);
   t.stop();
   put_all(got);

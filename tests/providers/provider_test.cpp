@@ -350,7 +350,7 @@ TEST(Returns, StarvedOwnerStealsALiveThreadsBatch) {
   StatsWatch w(*c.pool);
   Page* p = c.pool->alloc_page();
   ASSERT_NE(p, nullptr);
-  EXPECT_MOVED(w, {.refill = 1, .steal = 10});
+  EXPECT_MOVED(w, {.refill = 1, .steal = 10, .ring = 10});
   EXPECT_EQ(c.log->alloc_pages.load(), 64u);
   EXPECT_CONSISTENT(c.pool, 55);
   t.stop();
