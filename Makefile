@@ -29,9 +29,11 @@ $(foreach p,release debug asan tsan,$(eval $(call preset_rules,$(p))))
 demo: build-release
 	./build/release/bench/pagepool_bench_core_stats --demo
 
+# Core paths (stats on and off), then pagepool against its peers.
 bench: build-release
 	./build/release/bench/pagepool_bench_core_stats --benchmark_min_time=0.5
 	./build/release/bench/pagepool_bench_core_nostats --benchmark_min_time=0.5
+	./build/release/tools/pagepool-bench/pagepool-bench
 
 test: $(addprefix test-,$(TEST_PRESETS))
 

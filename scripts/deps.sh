@@ -2,20 +2,37 @@
 # Installs the Debian packages pagepool needs to build, test and benchmark.
 # Idempotent: only missing packages are installed. Needs root (or sudo) the
 # first time on a fresh Debian 12 machine.
+#
+#   scripts/deps.sh           library, tests and the pagepool-bench peers
+#   scripts/deps.sh --core    library and tests only
+#
+# The peers (jemalloc, mimalloc, tcmalloc, DPDK) and gnuplot serve only
+# pagepool-bench; the library never depends on them, and a peer whose package
+# is missing is reported "absent" by the tool.
 set -euo pipefail
 
-PKGS=(
+CORE=(
   g++ make cmake pkg-config       # toolchain
   libgtest-dev                    # tests (GoogleTest)
-  libbenchmark-dev                # benchmarks (Google Benchmark)
+  libbenchmark-dev                # core benchmark (Google Benchmark)
   libnuma-dev                     # NUMA binding of provider memory
   liburing-dev                    # io_uring registered-buffer provider
   libxdp-dev libbpf-dev           # AF_XDP UMEM provider
 )
+BENCH=(
+  libcli11-dev                    # pagepool-bench command line
+  libjemalloc-dev                 # peer: jemalloc (dlopen'ed at run time)
+  libmimalloc-dev                 # peer: mimalloc (dlopen'ed at run time)
+  libgoogle-perftools-dev         # peer: tcmalloc (dlopen'ed at run time)
+  libdpdk-dev                     # peer: DPDK rte_mempool (pkg-config libdpdk)
+  gnuplot-nox                     # PNG chart of the results
+)
+
+PKGS=("${CORE[@]}")
+[[ "${1:-}" == "--core" ]] || PKGS+=("${BENCH[@]}")
 
 missing=()
 for p in "${PKGS[@]}"; do
-  [[ "$p" == \#* ]] && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0

@@ -311,12 +311,16 @@ PP_FAST_PATH Page* Pool::alloc_page() {
 PP_FAST_PATH void Pool::recycle(Page* p, std::int32_t sync_size, bool direct) {
   if (PP_UNLIKELY(checks_.load(std::memory_order_relaxed)) && !recycle_checks(p, sync_size))
     return;
-  const std::uint32_t n = count_.load(std::memory_order_relaxed);
-  if (PP_LIKELY(direct && n < kCacheSize)) {
-    cache_[n] = p;
-    count_.store(n + 1, std::memory_order_relaxed);
-    PP_STAT(cached_);
-    return;
+  // Test `direct` before touching count_: a remote put must not pull the
+  // owner's hot cache line.
+  if (PP_LIKELY(direct)) {
+    const std::uint32_t n = count_.load(std::memory_order_relaxed);
+    if (PP_LIKELY(n < kCacheSize)) {
+      cache_[n] = p;
+      count_.store(n + 1, std::memory_order_relaxed);
+      PP_STAT(cached_);
+      return;
+    }
   }
   recycle_slow(p, direct);
 }

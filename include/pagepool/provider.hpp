@@ -136,8 +136,11 @@ class ChunkProvider : public Provider {
 class AnonProvider final : public ChunkProvider {
  public:
   // nid >= 0 binds the memory to that node (libnuma); thp asks for
-  // transparent huge pages on the chunks (madvise MADV_HUGEPAGE).
-  explicit AnonProvider(unsigned order, int nid = -1, bool thp = false);
+  // transparent huge pages on the chunks (madvise MADV_HUGEPAGE). On by
+  // default: the kernel's page_pool pages sit in the huge-page-mapped
+  // linear map, and a pool with many pages in flight needs the same TLB
+  // reach in userspace (chunks are 2 MiB aligned for it).
+  explicit AnonProvider(unsigned order, int nid = -1, bool thp = true);
   ~AnonProvider() override;
   const char* name() const noexcept override { return "anon"; }
 

@@ -1,0 +1,106 @@
+// pagepool-bench adapters: every allocator's get/put round trip writes and
+// verifies its buffers (on the owner, in bulk, across threads), every
+// scenario runs on every adapter with tiny counts, and the adapters built
+// on a pagepool Pool hand every page back.
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+#include "adapters.hpp"
+#include "locked_ring.hpp"
+#include "scenarios.hpp"
+
+namespace {
+
+using namespace ppb;
+
+class Adapters : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() { calibrate_tsc(); }
+  // One allocator; skips the test if its package is not installed.
+  Allocator load(const std::vector<CaseSpec>& cases) {
+    std::vector<Allocator> v = make_allocators({GetParam()}, cases);
+    return std::move(v.at(0));
+  }
+};
+
+TEST_P(Adapters, RoundTripWritesAndVerifies) {
+  Allocator a = load({});
+  if (!a.present) GTEST_SKIP() << a.name << " absent: " << a.detail;
+  EXPECT_EQ(a.selftest(), "");
+}
+
+TEST_P(Adapters, EveryScenarioRuns) {
+  const std::vector<CaseSpec> cases{{Scen::S1},    {Scen::S2},    {Scen::S2b},      {Scen::S3},
+                                    {Scen::S4, 1024}, {Scen::S5, 1}, {Scen::S5, 3}, {Scen::S6, 4096}};
+  Allocator a = load(cases);
+  if (!a.present) GTEST_SKIP() << a.name << " absent: " << a.detail;
+  for (const CaseSpec& c : cases) {
+    const Outcome o = a.run(c, RunCfg{2048, true});
+    a.trim();
+    if (c.s == Scen::S2b && !a.bulk) {
+      EXPECT_EQ(o.st, Outcome::na) << c.label();
+      continue;
+    }
+    EXPECT_EQ(o.st, Outcome::ok) << c.label() << ": " << o.note;
+    EXPECT_GT(o.ns, 0) << c.label();
+    EXPECT_GT(o.mops, 0) << c.label();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Adapters, ::testing::ValuesIn(all_allocator_names()),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+TEST(PagePoolAdapter, ScenariosReturnEveryPage) {
+  calibrate_tsc();
+  PagePool a(ppb::Setup{1 << 14, 3});
+  for (const CaseSpec& c : {CaseSpec{Scen::S1}, CaseSpec{Scen::S2}, CaseSpec{Scen::S2b}, CaseSpec{Scen::S3},
+                            CaseSpec{Scen::S5, 2}, CaseSpec{Scen::S6, 4096}}) {
+    const Outcome o = scen::run_case(a, c, RunCfg{4096, true});
+    EXPECT_EQ(o.st, Outcome::ok) << c.label() << ": " << o.note;
+    EXPECT_EQ(a.pool().inflight(), 0u) << c.label();
+  }
+  EXPECT_NO_THROW(a.pool().check());
+}
+
+TEST(LockedRing, ReturnsEveryPage) {
+  LockedRing a(ppb::Setup{1024, 2});  // a 1024-entry ring
+  LockedRing::Local l = a.local();
+  // More pages than the ring holds, returned from another thread: the ring
+  // fills and the rest are released to the pool, as in the kernel.
+  std::vector<pagepool::Page*> out;
+  for (int i = 0; i < 1300; ++i) {
+    pagepool::Page* p = a.get(l);
+    ASSERT_NE(p, nullptr);
+    tag_write(LockedRing::data(p), tag_of(i));
+    out.push_back(p);
+  }
+  std::thread([&] {
+    LockedRing::Local lr = a.local();
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      tag_check(LockedRing::data(out[i]), tag_of(i));
+      a.put(lr, out[i]);
+    }
+  }).join();
+  EXPECT_EQ(a.released(), 1300u - 1024u);
+  // The owner refills from the ring, recycles directly, and bulk-returns.
+  out.clear();
+  for (int i = 0; i < 500; ++i) out.push_back(a.get(l));
+  for (int i = 0; i < 200; ++i) a.put_owner(l, out[i]);
+  a.put_bulk(l, out.data() + 200, 300);
+  pagepool::Page* bulk[32];
+  ASSERT_EQ(a.get_bulk(l, bulk, 32), 32u);
+  a.put_bulk(l, bulk, 32);
+  EXPECT_GT(a.pool().inflight(), 0u);  // cache and ring still hold pages
+  a.drain();
+  EXPECT_EQ(a.pool().inflight(), 0u);
+  EXPECT_NO_THROW(a.pool().check());
+}
+
+}  // namespace

@@ -1,0 +1,129 @@
+// pagepool-bench: vocabulary shared by the scenarios, the adapters and the
+// report: the clock, the buffer tag, the cases and their outcomes.
+#pragma once
+
+#include <x86intrin.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ppb {
+
+// ---- clock ------------------------------------------------------------------
+// Cycles are TSC cycles (constant-rate on this machine: constant_tsc,
+// nonstop_tsc); ns = cycles / tsc_ghz(), measured once against CLOCK_MONOTONIC.
+inline std::uint64_t now() { return __rdtsc(); }
+double calibrate_tsc();  // measures and remembers; returns GHz
+double tsc_ghz();        // calibrate_tsc() first
+inline double to_ns(double cycles) { return cycles / tsc_ghz(); }
+
+// Back-off for a thread waiting on another: spin briefly, then yield so an
+// oversubscribed run (more threads than cores) still makes progress.
+struct Backoff {
+  unsigned n = 0;
+  void wait();
+  void reset() { n = 0; }
+};
+
+// Pins the calling thread to one CPU; cpu < 0 leaves it on all CPUs.
+void pin_to(int cpu);
+unsigned cpu_count();
+
+// ---- buffer tag --------------------------------------------------------------
+// Every buffer is written when got and checked before it is returned, so no
+// allocator is measured on memory nobody touches (mmap's page is faulted in,
+// a peer's free list cannot hide a bad block). One 8-byte tag in the first
+// cache line: a page's worth of writes would measure memset, not allocators.
+inline std::uint64_t tag_of(std::uint64_t seq) { return (seq + 1) * 0x9E3779B97F4A7C15ull; }
+
+[[noreturn]] void tag_mismatch(const void* d, std::uint64_t got, std::uint64_t want);
+
+[[gnu::always_inline]] inline void tag_write(std::byte* d, std::uint64_t t) {
+  std::memcpy(d, &t, sizeof t);
+}
+[[gnu::always_inline]] inline void tag_check(const std::byte* d, std::uint64_t t) {
+  // The barrier makes the compiler reload the tag from memory even right
+  // after tag_write (S1), so the check is a real read of the buffer.
+  asm volatile("" : : "r"(d) : "memory");
+  std::uint64_t v;
+  std::memcpy(&v, d, sizeof v);
+  if (v != t) [[unlikely]]
+    tag_mismatch(d, v, t);
+}
+
+// ---- cases -----------------------------------------------------------------------
+enum class Scen { S1, S2, S2b, S3, S4, S5, S6 };
+const char* scen_name(Scen s);
+
+struct CaseSpec {
+  Scen s;
+  std::uint32_t param = 0;  // S5: returner threads; S4/S6: buffers in flight
+  std::string label() const;  // "S1", "S5 r2", "S6 16K"
+};
+
+// Sizing an allocator instance for a case: the most buffers that can be
+// out at once and the threads that touch it.
+struct Setup {
+  std::uint64_t inflight;
+  unsigned threads;
+};
+Setup setup_of(const CaseSpec& c);
+
+// S3/S5 hand buffers over through SPSC queues of this many entries.
+inline constexpr std::uint32_t kQueueCap = 1024;
+// S2: one NAPI budget; S2b: the bulk size.
+inline constexpr std::uint32_t kBatch = 64;
+inline constexpr std::uint32_t kBulkN = 32;
+
+struct RunCfg {
+  std::uint64_t ops;      // buffers per timed run (after the allocator's divisor)
+  bool prefetch = true;   // S4/S6: prefetch the tag line of the buffer 16 steps ahead
+  // A timed run is cut to about this long (but keeps at least ops / 32
+  // buffers), so a slow allocator does not stretch the whole run.
+  double budget_ns = 200e6;
+};
+
+struct Outcome {
+  enum Status { ok, na, fail } st = ok;
+  double ns = 0;    // per buffer (S5: per page returned, on a returner)
+  double mops = 0;  // buffers per µs (S3: pipeline; S5: the owner's allocation rate)
+  std::string note;
+  std::uint64_t ops = 0;  // buffers in the timed run
+  static Outcome not_applicable(std::string why) { return {na, 0, 0, std::move(why), 0}; }
+  static Outcome failed(std::string why) { return {fail, 0, 0, std::move(why), 0}; }
+};
+
+// One allocator as the driver sees it: type-erased per case, while the
+// loops inside `run` are templates over the concrete adapter.
+struct Allocator {
+  std::string name;
+  bool present = false;
+  std::string detail;          // version and how it is loaded, or why it is absent
+  bool bulk = false;           // has a bulk get/put (S2b)
+  std::uint64_t ops_div = 1;   // mmap: each op is a system call pair and a fault
+  std::function<Outcome(const CaseSpec&, const RunCfg&)> run;
+  // Gives memory freed by the case back to the OS, so a 4 GiB S6 case does
+  // not stay resident while the next allocator runs. Untimed.
+  std::function<void()> trim = [] {};
+  // Adapter check for tests: a round trip on the owner and on another
+  // thread, every buffer written and verified. "" if fine, else what failed.
+  std::function<std::string()> selftest;
+};
+
+inline const std::vector<std::string>& all_allocator_names() {
+  static const std::vector<std::string> v{"pagepool", "pagepool-lockedring", "dpdk", "glibc",
+                                          "jemalloc", "mimalloc", "tcmalloc", "mmap"};
+  return v;
+}
+
+// Builds every named allocator; peers that cannot be loaded come back with
+// present = false and the reason. `cases` sizes DPDK's memory.
+std::vector<Allocator> make_allocators(const std::vector<std::string>& names,
+                                       const std::vector<CaseSpec>& cases);
+
+}  // namespace ppb

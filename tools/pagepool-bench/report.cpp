@@ -1,0 +1,374 @@
+// pagepool-bench: summaries and outputs.
+#include "report.hpp"
+
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+namespace ppb {
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// 3 significant digits, at most 2 decimals: 3.12, 31.2, 312, 31234.
+std::string num(double x) {
+  char b[32];
+  if (x < 10) std::snprintf(b, sizeof b, "%.2f", x);
+  else if (x < 100) std::snprintf(b, sizeof b, "%.1f", x);
+  else std::snprintf(b, sizeof b, "%.0f", x);
+  return b;
+}
+
+std::string run_cmd(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[256];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::string read_first(const std::string& path, const std::string& key) {
+  std::ifstream f(path);
+  std::string line;
+  while (std::getline(f, line))
+    if (key.empty() || line.rfind(key, 0) == 0) {
+      if (key.empty()) return line;
+      auto c = line.find(':');
+      std::string v = c == std::string::npos ? line : line.substr(c + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      return v;
+    }
+  return {};
+}
+
+// "0.52 0.31 0.20 1/123 456" -> "0.52 0.31 0.20"
+std::string load3(const std::string& loadavg) {
+  std::istringstream in(loadavg);
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+std::string what(const CaseSpec& c) {
+  switch (c.s) {
+    case Scen::S1: return "same thread: get, return at once";
+    case Scen::S2: return "batch: get 64, then return 64";
+    case Scen::S2b: return "bulk API: get 32, return 32";
+    case Scen::S3: return "cross thread: A gets, B returns (wall per buffer)";
+    case Scen::S4: return "1024 in flight, oldest returned (FIFO)";
+    case Scen::S5:
+      return "owner + " + std::to_string(c.param) + " returner" + (c.param > 1 ? "s" : "") +
+             ": return cost per page" + (c.param + 1 > cpu_count() ? " (oversubscribed)" : "");
+    case Scen::S6: return c.label().substr(3) + " in flight, FIFO";
+  }
+  return {};
+}
+
+int find_case(const Results& r, const std::string& label) {
+  for (std::size_t i = 0; i < r.cases.size(); ++i)
+    if (r.cases[i].label() == label) return static_cast<int>(i);
+  return -1;
+}
+int find_alloc(const Results& r, const std::string& name) {
+  for (std::size_t i = 0; i < r.allocs.size(); ++i)
+    if (r.allocs[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+// Median ns (mops = false) or Mops/s of one cell; NaN if not measured.
+double med(const Results& r, const std::string& label, const std::string& alloc, bool mops = false) {
+  const int c = find_case(r, label), a = find_alloc(r, alloc);
+  if (c < 0 || a < 0) return NAN;
+  const Summary s = summarize(r.v[c][a]);
+  if (s.st != Outcome::ok) return NAN;
+  return mops ? s.mmed : s.med;
+}
+
+std::string cell(const Results& r, std::size_t c, std::size_t a, bool mops) {
+  if (!r.allocs[a].present) return "absent";
+  const Summary s = summarize(r.v[c][a]);
+  if (s.st == Outcome::na) return "n/a";
+  if (s.st == Outcome::fail) return "fail";
+  if (mops) return num(s.mmed) + " [" + num(s.mmin) + "–" + num(s.mmax) + "]";
+  return num(s.med) + " [" + num(s.min) + "–" + num(s.max) + "]";
+}
+
+}  // namespace
+
+Summary summarize(const std::vector<Outcome>& reps) {
+  Summary s;
+  std::vector<double> ns, mops;
+  for (const Outcome& o : reps) {
+    if (o.st == Outcome::ok) {
+      ns.push_back(o.ns);
+      mops.push_back(o.mops);
+    } else if (o.st == Outcome::fail && s.note.empty()) {
+      s.note = o.note;
+      s.st = Outcome::fail;
+    } else if (o.st == Outcome::na && s.note.empty()) {
+      s.note = o.note;
+    }
+    if (o.st == Outcome::ok && !o.note.empty() && s.note.empty()) s.note = o.note;
+  }
+  if (ns.empty()) return s;
+  s.st = Outcome::ok;
+  s.n = static_cast<int>(ns.size());
+  s.min = *std::min_element(ns.begin(), ns.end());
+  s.max = *std::max_element(ns.begin(), ns.end());
+  s.med = median(ns);
+  s.mmin = *std::min_element(mops.begin(), mops.end());
+  s.mmax = *std::max_element(mops.begin(), mops.end());
+  s.mmed = median(mops);
+  return s;
+}
+
+Machine describe_machine() {
+  Machine m;
+  m.cpu = read_first("/proc/cpuinfo", "model name");
+  m.cores = cpu_count();
+  utsname u{};
+  if (uname(&u) == 0) m.kernel = std::string(u.sysname) + " " + u.release + " " + u.machine;
+  m.tsc_ghz = tsc_ghz();
+  const std::string kb = read_first("/proc/meminfo", "MemTotal");
+  m.mem_gib = std::atof(kb.c_str()) / (1024.0 * 1024.0);
+  m.thp = read_first("/sys/kernel/mm/transparent_hugepage/enabled", "");
+  m.load = read_first("/proc/loadavg", "");
+  char d[64];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(d, sizeof d, "%Y-%m-%d %H:%M:%S %Z", std::localtime(&t));
+  m.date = d;
+#ifdef PPB_SOURCE_DIR
+  const std::string git = std::string("git -C '") + PPB_SOURCE_DIR + "' ";
+  m.commit = run_cmd(git + "rev-parse --short=12 HEAD 2>/dev/null");
+  if (!m.commit.empty() && !run_cmd(git + "status --porcelain --untracked-files=no 2>/dev/null").empty())
+    m.commit += " (with local changes)";
+#endif
+  if (m.commit.empty()) m.commit = "unknown";
+  m.compiler = std::string("g++ ") + __VERSION__;
+#ifdef PPB_BUILD_TYPE
+  m.compiler += std::string(", ") + PPB_BUILD_TYPE;
+#endif
+  return m;
+}
+
+std::vector<Target> targets(const Results& r) {
+  std::vector<Target> t;
+  auto ratio = [&](std::string name, double a, double b, bool le, double goal, std::string goal_s,
+                   std::string kind = "") {
+    Target x{std::move(name), "n/a", std::move(goal_s), "n/a"};
+    if (!std::isnan(a) && !std::isnan(b) && b > 0) {
+      const double v = a / b;
+      x.value = num(v);
+      x.result = !kind.empty() ? kind : ((le ? v <= goal : v >= goal) ? "PASS" : "MISS");
+    }
+    t.push_back(std::move(x));
+  };
+  const std::string pp = "pagepool", lr = "pagepool-lockedring";
+  ratio("S1 ns: pagepool / dpdk", med(r, "S1", pp), med(r, "S1", "dpdk"), true, 0.5, "<= 0.5");
+  ratio("S1 ns: mmap / pagepool (x faster)", med(r, "S1", "mmap"), med(r, "S1", pp), false, 1000,
+        ">= 1000");
+  ratio("S2b ns: pagepool / dpdk bulk", med(r, "S2b", pp), med(r, "S2b", "dpdk"), true, 0.7, "<= 0.7");
+  ratio("S3 Mops/s: pagepool / dpdk", med(r, "S3", pp, true), med(r, "S3", "dpdk", true), false, 1.0,
+        ">= 1.0");
+  for (const char* n : {"2", "4"}) {
+    const std::string rn = std::string("S5 r") + n;
+    ratio("S5 return ns: pagepool " + std::string(n) + " returners / 1", med(r, rn, pp),
+          med(r, "S5 r1", pp), true, 2.0, "<= 2");
+  }
+  for (const char* n : {"2", "4"}) {
+    const std::string rn = std::string("S5 r") + n;
+    ratio("S5 return ns: lockedring " + std::string(n) + " returners / 1", med(r, rn, lr),
+          med(r, "S5 r1", lr), true, 2.0, "(<= 2 for pagepool)", "ablation");
+  }
+  for (const char* n : {"1", "2", "4"}) {
+    const std::string rn = std::string("S5 r") + n;
+    ratio("S5 r" + std::string(n) + " return ns: lockedring / pagepool", med(r, rn, lr), med(r, rn, pp),
+          false, 1.0, "-", "ablation");
+  }
+  ratio("S3 Mops/s: pagepool / lockedring", med(r, "S3", pp, true), med(r, "S3", lr, true), false, 1.0,
+        "-", "ablation");
+  ratio("S6 ns: pagepool 1M / 1K in flight", med(r, "S6 1M", pp), med(r, "S6 1K", pp), true, 1.5,
+        "<= 1.5");
+  return t;
+}
+
+std::string markdown(const Results& r, const Machine& m, const std::vector<Target>& t,
+                     const std::string& chart_note) {
+  std::ostringstream o;
+  o << "# pagepool-bench\n\n";
+  o << "- machine: " << m.cpu << ", " << m.cores << " CPUs, " << num(m.mem_gib) << " GiB, " << m.kernel
+    << ", THP " << m.thp << "\n";
+  char g[32];
+  std::snprintf(g, sizeof g, "%.3f", m.tsc_ghz);
+  o << "- TSC " << g << " GHz (ns = TSC cycles / GHz); " << m.date << "\n";
+  o << "- pagepool commit " << m.commit << "; " << m.compiler << "\n";
+  o << "- load average (1, 5, 15 min) at start: " << load3(r.load_start) << "; at end: " << load3(m.load)
+    << " (other work on the machine shows here and widens the spread)\n";
+  o << "- command: `" << r.command << "`\n";
+  o << "- " << r.reps << " repetitions (S6 256K and 1M: at most 3), allocators interleaved within each; "
+    << r.ops << " buffers per case (mmap: / 64; cut to about 0.2 s per timed run, at least 1/32 of them: "
+    << "see raw.csv); each buffer's first cache line is written when got "
+    << "and checked before it is returned" << (r.prefetch ? "; S4/S6 prefetch the tag line 16 steps ahead" : "")
+    << "\n\n";
+
+  o << "## ns per buffer: median [min–max]\n\n";
+  o << "Lower is better. S3: wall time per buffer through the two-thread pipeline. "
+       "S5: a returner's return call per page (its tag check and waiting excluded).\n\n";
+  o << "| case | what |";
+  for (const Allocator& a : r.allocs) o << " " << a.name << " |";
+  o << "\n|---|---|";
+  for (std::size_t i = 0; i < r.allocs.size(); ++i) o << "---|";
+  o << "\n";
+  for (std::size_t c = 0; c < r.cases.size(); ++c) {
+    o << "| " << r.cases[c].label() << " | " << what(r.cases[c]) << " |";
+    for (std::size_t a = 0; a < r.allocs.size(); ++a) o << " " << cell(r, c, a, false) << " |";
+    o << "\n";
+  }
+
+  bool any_tp = false;
+  for (const CaseSpec& c : r.cases) any_tp |= c.s == Scen::S3 || c.s == Scen::S5;
+  if (any_tp) {
+    o << "\n## throughput, Mops/s: median [min–max]\n\n";
+    o << "Higher is better. S3: buffers through the pipeline; S5: the owner's allocation rate.\n\n";
+    o << "| case |";
+    for (const Allocator& a : r.allocs) o << " " << a.name << " |";
+    o << "\n|---|";
+    for (std::size_t i = 0; i < r.allocs.size(); ++i) o << "---|";
+    o << "\n";
+    for (std::size_t c = 0; c < r.cases.size(); ++c) {
+      if (r.cases[c].s != Scen::S3 && r.cases[c].s != Scen::S5) continue;
+      o << "| " << r.cases[c].label() << " |";
+      for (std::size_t a = 0; a < r.allocs.size(); ++a) o << " " << cell(r, c, a, true) << " |";
+      o << "\n";
+    }
+  }
+
+  o << "\n## targets (ratios of medians)\n\n| ratio | value | goal | result |\n|---|---|---|---|\n";
+  for (const Target& x : t) o << "| " << x.name << " | " << x.value << " | " << x.goal << " | " << x.result << " |\n";
+
+  o << "\n## allocators\n\n";
+  for (const Allocator& a : r.allocs)
+    o << "- **" << a.name << "**: " << (a.present ? "" : "absent — ") << a.detail << "\n";
+
+  std::vector<std::string> notes;
+  for (std::size_t c = 0; c < r.cases.size(); ++c)
+    for (std::size_t a = 0; a < r.allocs.size(); ++a) {
+      if (!r.allocs[a].present) continue;
+      const Summary s = summarize(r.v[c][a]);
+      if (s.st == Outcome::fail)
+        notes.push_back(r.cases[c].label() + ", " + r.allocs[a].name + ": failed: " + s.note);
+    }
+  if (!chart_note.empty()) notes.push_back(chart_note);
+  if (!notes.empty()) {
+    o << "\n## notes\n\n";
+    for (const std::string& n : notes) o << "- " << n << "\n";
+  }
+  return o.str();
+}
+
+std::string csv_summary(const Results& r) {
+  std::ostringstream o;
+  o << "case,scenario,param,allocator,status,reps,ns_min,ns_median,ns_max,mops_min,mops_median,mops_max,note\n";
+  for (std::size_t c = 0; c < r.cases.size(); ++c)
+    for (std::size_t a = 0; a < r.allocs.size(); ++a) {
+      const CaseSpec& cs = r.cases[c];
+      o << cs.label() << "," << scen_name(cs.s) << "," << cs.param << "," << r.allocs[a].name << ",";
+      if (!r.allocs[a].present) {
+        o << "absent,0,,,,,,,\"" << r.allocs[a].detail << "\"\n";
+        continue;
+      }
+      const Summary s = summarize(r.v[c][a]);
+      o << (s.st == Outcome::ok ? "ok" : s.st == Outcome::na ? "n/a" : "fail") << "," << s.n << ",";
+      if (s.st == Outcome::ok)
+        o << s.min << "," << s.med << "," << s.max << "," << s.mmin << "," << s.mmed << "," << s.mmax;
+      else
+        o << ",,,,,";
+      o << ",\"" << s.note << "\"\n";
+    }
+  return o.str();
+}
+
+std::string csv_raw(const Results& r) {
+  std::ostringstream o;
+  o << "case,allocator,rep,status,ns,mops,ops,note\n";
+  for (std::size_t c = 0; c < r.cases.size(); ++c)
+    for (std::size_t a = 0; a < r.allocs.size(); ++a)
+      for (std::size_t k = 0; k < r.v[c][a].size(); ++k) {
+        const Outcome& x = r.v[c][a][k];
+        o << r.cases[c].label() << "," << r.allocs[a].name << "," << k + 1 << ","
+          << (x.st == Outcome::ok ? "ok" : x.st == Outcome::na ? "n/a" : "fail") << "," << x.ns << ","
+          << x.mops << "," << x.ops << ",\"" << x.note << "\"\n";
+      }
+  return o.str();
+}
+
+std::string write_chart(const Results& r, const std::string& dir) {
+  {
+    std::ofstream d(dir + "/chart.dat");
+    d << "case";
+    for (const Allocator& a : r.allocs)
+      if (a.present) d << "\t" << a.name;
+    d << "\n";
+    for (std::size_t c = 0; c < r.cases.size(); ++c) {
+      d << "\"" << r.cases[c].label() << "\"";
+      for (std::size_t a = 0; a < r.allocs.size(); ++a) {
+        if (!r.allocs[a].present) continue;
+        const Summary s = summarize(r.v[c][a]);
+        d << "\t";
+        if (s.st == Outcome::ok) d << s.med;
+        else d << "NaN";
+      }
+      d << "\n";
+    }
+  }
+  std::size_t ncol = 0;
+  double lo = 1;  // the log axis starts at the power of 10 below the smallest bar
+  for (const Allocator& a : r.allocs) ncol += a.present;
+  for (std::size_t c = 0; c < r.cases.size(); ++c)
+    for (std::size_t a = 0; a < r.allocs.size(); ++a) {
+      const Summary s = summarize(r.v[c][a]);
+      if (s.st == Outcome::ok && s.med > 0) lo = std::min(lo, std::pow(10.0, std::floor(std::log10(s.med))));
+    }
+  {
+    std::ofstream g(dir + "/chart.gp");
+    g << "# pagepool-bench chart: gnuplot chart.gp (in this folder)\n"
+         "set terminal pngcairo size 1600,800 font ',11'\n"
+         "set output 'chart.png'\n"
+         "set title 'pagepool-bench: ns per buffer, median of repetitions (log scale, lower is better)'\n"
+         "set datafile separator '\\t'\n"
+         "set datafile missing 'NaN'\n"
+         "set style data histogram\n"
+         "set style histogram cluster gap 1\n"
+         "set style fill solid 0.85 border -1\n"
+         "set boxwidth 0.9\n"
+         "set logscale y\n"
+         "set yrange ["
+      << lo << ":*]\n"
+         "set ylabel 'ns per buffer'\n"
+         "set grid ytics mytics\n"
+         "set key outside right top vertical\n"
+         "set xtics rotate by -30 nomirror\n"
+         "plot for [i=2:"
+      << ncol + 1 << "] 'chart.dat' using i:xtic(1) title columnheader(i)\n";
+  }
+  if (run_cmd("command -v gnuplot").empty()) return "chart: gnuplot not found (package gnuplot-nox); chart.gp written";
+  const std::string out = run_cmd("cd '" + dir + "' && gnuplot chart.gp 2>&1");
+  std::ifstream png(dir + "/chart.png");
+  if (!png) return "chart: gnuplot failed: " + out;
+  return "";
+}
+
+}  // namespace ppb
