@@ -5,6 +5,9 @@
 //
 //   pagepool-bench [--reps N] [--scenarios S1,S3] [--allocators pagepool,dpdk]
 //                  [--ops N] [--out DIR] [--quick] [--no-prefetch]
+//
+// "mapping" (--scenarios mapping) is not per allocator: it compares a
+// UringProvider pool with per-buffer io_uring registration and mmap (mapping.hpp).
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -18,8 +21,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include "common.hpp"
+#include "mapping.hpp"
 #include "report.hpp"
 
 namespace {
@@ -63,17 +68,17 @@ int main(int argc, char** argv) {
   std::uint64_t ops = 0;
   std::string out;
   bool quick = false, no_prefetch = false;
-  const std::vector<std::string> all_scen{"S1", "S2", "S2b", "S3", "S4", "S5", "S6"};
+  const std::vector<std::string> all_scen{"S1", "S2", "S2b", "S3", "S4", "S5", "S6", "mapping"};
   app.add_option("--reps", reps, "Repetitions; min/median/max are over them (default 5)")
       ->check(CLI::Range(1u, 1000u));
-  app.add_option("--scenarios", scen_names, "Subset of S1,S2,S2b,S3,S4,S5,S6 (default all)")
+  app.add_option("--scenarios", scen_names, "Subset of S1,S2,S2b,S3,S4,S5,S6,mapping (default all)")
       ->delimiter(',')
       ->check(CLI::IsMember(all_scen, CLI::ignore_case));
   app.add_option("--allocators", alloc_names,
                  "Subset of pagepool,pagepool-lockedring,dpdk,glibc,jemalloc,mimalloc,tcmalloc,mmap")
       ->delimiter(',')
       ->check(CLI::IsMember(all_allocator_names()));
-  app.add_option("--ops", ops, "Buffers per case (default 2000000; --quick 20000; mmap runs ops/64)")
+  app.add_option("--ops", ops, "Buffers per case (default 2000000; --quick 20000; mmap runs ops/64, mapping's system-call methods ops/256)")
       ->check(CLI::Range(std::uint64_t{64}, std::uint64_t{10'000'000'000}));
   app.add_option("--out", out, "Results folder (default results/<timestamp>)");
   app.add_flag("--quick", quick, "Tiny counts for smoke tests: 2 reps, S5 up to 2 returners, S6 up to 16K");
@@ -118,7 +123,17 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "pagepool-bench: TSC %.3f GHz\n", calibrate_tsc());
   Results r;
   r.cases = cases;
-  r.allocs = make_allocators(alloc_names, cases);
+  // Only "mapping" selected: no allocator is loaded (no DPDK EAL, no dlopen).
+  if (!cases.empty()) r.allocs = make_allocators(alloc_names, cases);
+  std::unique_ptr<MappingBench> mapping;
+  if (wanted("mapping")) {
+    mapping = std::make_unique<MappingBench>();
+    r.mapping = true;
+    r.mapping_skip = mapping->skipped();
+    r.mapping_v.assign(kMappingMethods, {});
+    if (!r.mapping_skip.empty())
+      std::fprintf(stderr, "  %-20s skipped: %s\n", "mapping", r.mapping_skip.c_str());
+  }
   r.reps = reps;
   r.ops = ops;
   r.prefetch = !no_prefetch;
@@ -170,6 +185,29 @@ int main(int argc, char** argv) {
         line += b;
       }
       std::fprintf(stderr, "%s  (%.1f s)\n", line.c_str(), case_s);
+    }
+    if (mapping) {  // the three methods, the first rotating with the repetition
+      std::string line = "rep " + std::to_string(rep + 1) + "/" + std::to_string(reps) + "  mapping";
+      line.resize(std::max<std::size_t>(line.size(), 20), ' ');
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int k = 0; k < kMappingMethods; ++k) {
+        const int m = static_cast<int>((k + rep) % kMappingMethods);
+        const std::uint64_t div = m == 0 ? 1 : kMappingSyscallDiv;
+        RunCfg cfg{std::max<std::uint64_t>(ops / div, 256), !no_prefetch};
+        Outcome o;
+        try {
+          o = mapping->run(m, cfg);
+        } catch (const std::exception& e) {
+          o = Outcome::failed(e.what());
+        }
+        r.mapping_v[m].push_back(o);
+        char b[96];
+        if (o.st == Outcome::ok) std::snprintf(b, sizeof b, "  %s %.2f", mapping_name(m), o.ns);
+        else std::snprintf(b, sizeof b, "  %s %s", mapping_name(m), o.st == Outcome::na ? "n/a" : "FAIL");
+        line += b;
+      }
+      std::fprintf(stderr, "%s  (%.1f s)\n", line.c_str(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
 

@@ -1,6 +1,8 @@
 // pagepool-bench: summaries and outputs.
 #include "report.hpp"
 
+#include "mapping.hpp"
+
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -95,6 +97,19 @@ double med(const Results& r, const std::string& label, const std::string& alloc,
   const Summary s = summarize(r.v[c][a]);
   if (s.st != Outcome::ok) return NAN;
   return mops ? s.mmed : s.med;
+}
+
+// Median ns of one mapping method; NaN if not measured.
+double mapping_med(const Results& r, int m) {
+  if (!r.mapping || m >= static_cast<int>(r.mapping_v.size())) return NAN;
+  const Summary s = summarize(r.mapping_v[m]);
+  return s.st == Outcome::ok ? s.med : NAN;
+}
+
+std::string summary_cell(const Summary& s) {
+  if (s.st == Outcome::na) return "n/a";
+  if (s.st == Outcome::fail) return "fail";
+  return num(s.med) + " [" + num(s.min) + "–" + num(s.max) + "]";
 }
 
 std::string cell(const Results& r, std::size_t c, std::size_t a, bool mops) {
@@ -202,6 +217,9 @@ std::vector<Target> targets(const Results& r) {
         "-", "ablation");
   ratio("S6 ns: pagepool 1M / 1K in flight", med(r, "S6 1M", pp), med(r, "S6 1K", pp), true, 1.5,
         "<= 1.5");
+  if (r.mapping)
+    ratio("mapping ns: register+unregister / uring pool recycle (x cheaper)", mapping_med(r, 1),
+          mapping_med(r, 0), false, 50, ">= 50");
   return t;
 }
 
@@ -219,11 +237,12 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
     << " (other work on the machine shows here and widens the spread)\n";
   o << "- command: `" << r.command << "`\n";
   o << "- " << r.reps << " repetitions (S6 256K and 1M: at most 3), allocators interleaved within each; "
-    << r.ops << " buffers per case (mmap: / 64; cut to about 0.2 s per timed run, at least 1/32 of them: "
+    << r.ops << " buffers per case (mmap: / 64" << (r.mapping ? "; mapping's register and mmap: / 256" : "") << "; cut to about 0.2 s per timed run, at least 1/32 of them: "
     << "see raw.csv); each buffer's first cache line is written when got "
     << "and checked before it is returned" << (r.prefetch ? "; S4/S6 prefetch the tag line 16 steps ahead" : "")
     << "\n\n";
 
+  if (!r.cases.empty()) {
   o << "## ns per buffer: median [min–max]\n\n";
   o << "Lower is better. S3: wall time per buffer through the two-thread pipeline. "
        "S5: a returner's return call per page (its tag check and waiting excluded).\n\n";
@@ -236,6 +255,21 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
     o << "| " << r.cases[c].label() << " | " << what(r.cases[c]) << " |";
     for (std::size_t a = 0; a < r.allocs.size(); ++a) o << " " << cell(r, c, a, false) << " |";
     o << "\n";
+  }
+  }
+
+  if (r.mapping) {
+    o << "\n## mapping: ns per buffer, median [min–max]\n\n";
+    o << "Making a buffer device-visible (an io_uring fixed buffer): recycled through a kDmaMap pool "
+         "that keeps it registered, registered and unregistered per buffer, or a fresh mmap per buffer. "
+         "Every buffer's tag is written and checked.\n\n";
+    if (!r.mapping_skip.empty()) o << "Skipped: " << r.mapping_skip << "\n\n";
+    o << "| method | what | ns per buffer |\n|---|---|---|\n";
+    for (int m = 0; m < kMappingMethods; ++m) {
+      const Summary s = m < static_cast<int>(r.mapping_v.size()) ? summarize(r.mapping_v[m]) : Summary{};
+      o << "| " << mapping_name(m) << " | " << mapping_what(m) << " | " << summary_cell(s)
+        << (s.st != Outcome::ok && !s.note.empty() ? " (" + s.note + ")" : "") << " |\n";
+    }
   }
 
   bool any_tp = false;
@@ -260,6 +294,7 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
   for (const Target& x : t) o << "| " << x.name << " | " << x.value << " | " << x.goal << " | " << x.result << " |\n";
 
   o << "\n## allocators\n\n";
+  if (r.allocs.empty()) o << "- none (no allocator scenario selected)\n";
   for (const Allocator& a : r.allocs)
     o << "- **" << a.name << "**: " << (a.present ? "" : "absent — ") << a.detail << "\n";
 
@@ -270,6 +305,11 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
       const Summary s = summarize(r.v[c][a]);
       if (s.st == Outcome::fail)
         notes.push_back(r.cases[c].label() + ", " + r.allocs[a].name + ": failed: " + s.note);
+    }
+  if (r.mapping)
+    for (int m = 0; m < static_cast<int>(r.mapping_v.size()); ++m) {
+      const Summary s = summarize(r.mapping_v[m]);
+      if (s.st == Outcome::fail) notes.push_back(std::string("mapping, ") + mapping_name(m) + ": failed: " + s.note);
     }
   if (!chart_note.empty()) notes.push_back(chart_note);
   if (!notes.empty()) {
@@ -298,6 +338,16 @@ std::string csv_summary(const Results& r) {
         o << ",,,,,";
       o << ",\"" << s.note << "\"\n";
     }
+  for (int m = 0; r.mapping && m < static_cast<int>(r.mapping_v.size()); ++m) {
+    const Summary s = summarize(r.mapping_v[m]);
+    o << "mapping,mapping,0," << mapping_name(m) << ","
+      << (s.st == Outcome::ok ? "ok" : s.st == Outcome::na ? "n/a" : "fail") << "," << s.n << ",";
+    if (s.st == Outcome::ok)
+      o << s.min << "," << s.med << "," << s.max << "," << s.mmin << "," << s.mmed << "," << s.mmax;
+    else
+      o << ",,,,,";
+    o << ",\"" << s.note << "\"\n";
+  }
   return o.str();
 }
 
@@ -312,10 +362,18 @@ std::string csv_raw(const Results& r) {
           << (x.st == Outcome::ok ? "ok" : x.st == Outcome::na ? "n/a" : "fail") << "," << x.ns << ","
           << x.mops << "," << x.ops << ",\"" << x.note << "\"\n";
       }
+  for (int m = 0; r.mapping && m < static_cast<int>(r.mapping_v.size()); ++m)
+    for (std::size_t k = 0; k < r.mapping_v[m].size(); ++k) {
+      const Outcome& x = r.mapping_v[m][k];
+      o << "mapping," << mapping_name(m) << "," << k + 1 << ","
+        << (x.st == Outcome::ok ? "ok" : x.st == Outcome::na ? "n/a" : "fail") << "," << x.ns << ","
+        << x.mops << "," << x.ops << ",\"" << x.note << "\"\n";
+    }
   return o.str();
 }
 
 std::string write_chart(const Results& r, const std::string& dir) {
+  if (r.cases.empty()) return "chart: no allocator scenario selected (the mapping table has no chart)";
   {
     std::ofstream d(dir + "/chart.dat");
     d << "case";

@@ -19,6 +19,11 @@ struct Results {
   unsigned reps = 0;
   std::uint64_t ops = 0;
   bool prefetch = true;
+  // The "mapping" scenario (mapping.hpp): run or not, why it was skipped
+  // (io_uring unavailable), and [method] -> reps.
+  bool mapping = false;
+  std::string mapping_skip;
+  std::vector<std::vector<Outcome>> mapping_v;
 };
 
 struct Summary {
