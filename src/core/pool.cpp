@@ -385,12 +385,42 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
   } g[kGroups];
   std::size_t ng = 0;
   auto flush = [](Group& gr) { gr.pool->push_or_release(gr.first, gr.last, gr.n); };
+  // The common case, a driver recycling a budget of its own pool's pages:
+  // one owner test per run of pages of one pool, the cache count kept in a
+  // register and stored once. `run` is an owned pool without recycle checks
+  // whose cache we are filling; commit() publishes its count.
+  Pool* run = nullptr;
+  std::uint32_t run_n = 0, run_added = 0;
+  auto commit = [&] {
+    if (!run) return;
+    run->count_.store(run_n, std::memory_order_relaxed);
+    PP_STAT_ADD(run->cached_, run_added);
+    (void)run_added;
+    run = nullptr;
+  };
   for (std::size_t i = 0; i < n; ++i) {
     Page* p = pages[i];
     detail::check_page(p, "put_pages_bulk");
     if (!detail::put_ref(p, "put_pages_bulk")) continue;
     Pool* pool = p->pool.load(std::memory_order_relaxed);
+    if (pool == run && run_n < kCacheSize) {
+      run->cache_[run_n++] = p;
+      ++run_added;
+      continue;
+    }
     if (pool->is_owner()) {
+      commit();
+      if (!pool->checks_.load(std::memory_order_relaxed)) {
+        run = pool;
+        run_n = pool->count_.load(std::memory_order_relaxed);
+        run_added = 0;
+        if (run_n < kCacheSize) {
+          pool->cache_[run_n++] = p;
+          ++run_added;
+          continue;
+        }
+        commit();  // cache full: the ordinary path spills
+      }
       pool->recycle(p, -1, true);
       continue;
     }
@@ -417,6 +447,7 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
     }
     ++g[k].n;
   }
+  commit();
   for (std::size_t k = 0; k < ng; ++k) flush(g[k]);
 }
 
