@@ -1,5 +1,6 @@
 # pagepool: the two commands of the README and their parts.
-#   make demo   the main job (for now: the core-path benchmark, side by side)
+#   make demo   the main job: pagepool-fwd's sim demo (forwarding over two
+#               sim devices, then the same run with the malloc baseline)
 #   make test   the whole suite in release, asan and tsan
 # Both install missing Debian packages first (scripts/deps.sh).
 SHELL := /bin/bash
@@ -27,7 +28,7 @@ endef
 $(foreach p,release debug asan tsan,$(eval $(call preset_rules,$(p))))
 
 demo: build-release
-	./build/release/bench/pagepool_bench_core_stats --demo
+	./build/release/tools/pagepool-fwd/pagepool-fwd
 
 # Core paths (stats on and off), then pagepool against its peers.
 bench: build-release

@@ -4,7 +4,7 @@
 # first time on a fresh Debian 12 machine.
 #
 #   scripts/deps.sh           library, tests and the pagepool-bench peers
-#   scripts/deps.sh --core    library and tests only
+#   scripts/deps.sh --core    library, forwarder, tools and tests only
 #
 # The peers (jemalloc, mimalloc, tcmalloc, DPDK) and gnuplot serve only
 # pagepool-bench; the library never depends on them, and a peer whose package
@@ -17,10 +17,13 @@ CORE=(
   libbenchmark-dev                # core benchmark (Google Benchmark)
   libnuma-dev                     # NUMA binding of provider memory
   liburing-dev                    # io_uring registered-buffer provider
-  libxdp-dev libbpf-dev           # AF_XDP UMEM provider
+  libxdp-dev libbpf-dev           # AF_XDP UMEM provider and the xsk device
+  libcli11-dev                    # command lines (pagepool-fwd, pagepool-bench, traffic tools)
+  nlohmann-json3-dev              # pagepool-fwd --json
+  clang libclang-rt-14-dev        # libFuzzer target (fuzz/run.sh) and BPF objects
+  iproute2 jq                     # network-namespace tests and scripts/netns-demo.sh
 )
 BENCH=(
-  libcli11-dev                    # pagepool-bench command line
   libjemalloc-dev                 # peer: jemalloc (dlopen'ed at run time)
   libmimalloc-dev                 # peer: mimalloc (dlopen'ed at run time)
   libgoogle-perftools-dev         # peer: tcmalloc (dlopen'ed at run time)

@@ -153,9 +153,10 @@ class Pool {
   // kDmaSyncDev; then into the alloc cache if allow_direct and the caller
   // is the owner, else into the return ring (released if the ring is full).
   void put_page(Page* p, std::int32_t dma_sync_size, bool allow_direct);
-  // put_page(p, -1, true) for n pages, which may belong to different pools;
-  // runs of pages of one pool go to its ring in one handover.
-  void put_pages_bulk(Page* const* pages, std::size_t n);
+  // put_page(p, -1, true) for n pages, which may belong to different pools
+  // (any pool's name reaches it; also pagepool::put_pages_bulk); runs of
+  // pages of one pool go to its ring in one handover.
+  static void put_pages_bulk(Page* const* pages, std::size_t n);
   // Drops the caller's reference; at the last one the page leaves the pool
   // to its provider (unmapped) instead of being recycled.
   void release_page(Page* p);
@@ -364,5 +365,9 @@ PP_FAST_PATH void put_page(Page* p) {
     pool->recycle(p, -1, pool->is_owner());
   }
 }
+
+// Any thread: Pool::put_pages_bulk, for pages of any pools (a driver's TX
+// completions: each page goes back to the pool it came from).
+inline void put_pages_bulk(Page* const* pages, std::size_t n) { Pool::put_pages_bulk(pages, n); }
 
 }  // namespace pagepool

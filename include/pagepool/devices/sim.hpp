@@ -1,0 +1,62 @@
+// pagepool: the sim device — an in-process NIC model, the forwarder's default.
+//
+// open_sim_devices() makes `devices` ports of one simulated NIC. One
+// "hardware" thread serves all its ports, like a NIC's DMA engine: per port
+// it
+//  - receives: takes posted RX buffers and writes frames into them (Ethernet
+//    + IPv4 + UDP, sizes from `sizes`, `flows` distinct 5-tuples, at `rate`
+//    or as fast as buffers are posted), each stamped in its last 16 bytes
+//    with (port, sequence number, check word);
+//  - transmits: consumes TX descriptors, checks each frame's stamp (verify)
+//    and records its sequence number in a bitmap per origin port, so a frame
+//    sent twice (duplicate) or overwritten while in flight (corrupt) is
+//    counted;
+//  - completes: hands each TX buffer back `tx_delay_ns` after consuming it.
+// With the same seed, sizes and flows it generates the same frames.
+//
+// Accounting (DeviceStats), exact after the forwarder stopped:
+//   sum wire_sent     == sum rx_frames + sum rx_no_buf    (the wire = the driver)
+//   sum tx_frames     == sum wire_received + reclaimed TX (what was sent arrived)
+//   wire_duplicate == wire_corrupt == 0
+// The rate is per port in Mpps; 0 means as fast as the driver posts
+// buffers (back-pressure, nothing lost). With a rate, a frame that finds
+// no posted buffer is lost and counted (rx_no_buf), as on a real NIC.
+//
+// Without a rate the hardware thread competes for a CPU with the polling
+// threads; when a pass over all ports finds no work it yields the CPU, and
+// naps after a long idle spell.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "pagepool/fwd/device.hpp"
+
+namespace pagepool::fwd {
+
+struct SimOptions {
+  std::uint32_t devices = 2;                // ports: 1..64
+  std::vector<std::uint32_t> sizes{64};     // frame sizes in bytes (no FCS), picked at random;
+                                            // repeats weight a size; each 60..3840
+  std::uint32_t flows = 256;                // distinct 5-tuples per port: 1..65536, and
+                                            // flows x devices <= 2^20 (48 B of template each)
+  double rate_mpps = 0;                     // per port; 0 = as fast as buffers come
+  std::uint64_t seed = 1;
+  std::uint64_t tx_delay_ns = 0;            // TX completion delay
+  std::uint32_t ring_size = 1024;           // every queue's entries: power of two, 64..65536
+  std::uint64_t max_frames = 0;             // per port: stop generating after this many; 0 = no limit
+  bool verify = true;                       // check stamps and duplicates on TX
+};
+
+// Control thread. Throws std::invalid_argument naming the bad field and its
+// range. The ports share the hardware thread, which ends with the last one.
+std::vector<std::unique_ptr<Device>> open_sim_devices(const SimOptions& options);
+
+// "64", "64,512,1500" or "imix" (64 x7, 576 x4, 1500 x1) into a size list
+// for SimOptions::sizes. Throws std::invalid_argument for anything else or
+// a size outside 60..3840.
+std::vector<std::uint32_t> parse_sizes(std::string_view spec);
+
+}  // namespace pagepool::fwd

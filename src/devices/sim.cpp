@@ -1,0 +1,539 @@
+// pagepool: the sim device (see devices/sim.hpp): ports of one simulated NIC
+// whose "hardware" is one thread.
+//
+// Per port, four SPSC queues connect the driver (the forwarder's polling
+// thread) and the hardware thread:
+//   post  driver -> hw   RX buffers posted by fill()
+//   rxd   hw -> driver   frames written into them, taken by rx()
+//   txq   driver -> hw   TX descriptors; tx() may come from any thread and
+//                        serialises producers with tx_lock
+//   cq    hw -> driver   TX buffers done, taken by complete()
+// plus `pend`, the hardware's private FIFO of consumed TX buffers waiting
+// out the completion delay.
+#include "pagepool/devices/sim.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "devices/spsc_ring.hpp"
+
+namespace pagepool::fwd {
+namespace {
+
+using detail::SpscRing;
+
+// RX frames start this far into their buffer: XDP's XDP_PACKET_HEADROOM,
+// room a program may grow the frame into.
+constexpr std::uint32_t kHeadroom = 256;
+constexpr std::uint32_t kMinFrame = 60;  // Ethernet minimum without FCS
+constexpr std::uint32_t kMaxFrame = kBufBytes - kHeadroom;
+constexpr std::uint32_t kBatch = 64;     // descriptors the hardware moves per queue per pass
+constexpr std::uint32_t kStamp = 16;     // (port << 48 | seq, check word) at the frame's end
+constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << 48) - 1;
+// Idle passes before the hardware thread naps, and the nap: as the pollers.
+constexpr std::uint32_t kSpinPasses = 1024;
+constexpr long kNapNs = 20'000;
+
+std::uint64_t now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::uint64_t(ts.tv_sec) * 1'000'000'000u + std::uint64_t(ts.tv_nsec);
+}
+
+// splitmix64's finaliser: the check word and the generator's randomness.
+std::uint64_t mix64(std::uint64_t x) noexcept {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The stamp's check word: one multiply and a fold. It catches a frame that
+// is not the one the device wrote (bytes from another length or garbage);
+// a frame replaced by another valid frame is caught by the duplicate bitmap.
+std::uint64_t check_word(std::uint64_t id, std::uint32_t len) noexcept {
+  const std::uint64_t x = (id ^ (std::uint64_t{len} << 48) ^ 0x5ca1ab1e) * 0x9e3779b97f4a7c15ull;
+  return x ^ (x >> 29);
+}
+
+// Big-endian 16-bit store.
+void put16(std::uint8_t* p, std::uint32_t v) noexcept {
+  const std::uint16_t be = __builtin_bswap16(std::uint16_t(v));
+  std::memcpy(p, &be, 2);
+}
+
+// Range reduction without a division: r uniform in 32 bits -> [0, n).
+std::uint32_t reduce(std::uint32_t r, std::uint32_t n) noexcept {
+  return std::uint32_t((std::uint64_t{r} * n) >> 32);
+}
+
+// The first 42 bytes of a flow's frames (Ethernet + IPv4 + UDP) with the
+// length, id and checksum fields zero, and the one's-complement sum of the
+// IPv4 header words that do not change: a frame then costs one copy and
+// three patched fields.
+struct FlowHeader {
+  std::uint8_t b[42];
+  std::uint32_t ip_sum;
+};
+
+FlowHeader make_header(std::uint32_t port, std::uint32_t flow) noexcept {
+  FlowHeader h{};
+  std::uint8_t* f = h.b;
+  // Ethernet: to the port's own address, from a per-flow station.
+  const std::uint8_t eth[14] = {0x02, 0, 0, 0, 0, std::uint8_t(port),
+                                0x02, 0, 0, 1, std::uint8_t(flow >> 8), std::uint8_t(flow),
+                                0x08, 0x00};
+  std::memcpy(f, eth, sizeof eth);
+  // IPv4, no options, DF, UDP: 10.<port>.<flow> -> 10.200.<port>.1.
+  std::uint8_t* ip = f + 14;
+  ip[0] = 0x45;
+  put16(ip + 6, 0x4000);
+  ip[8] = 64;
+  ip[9] = 17;
+  const std::uint8_t addrs[8] = {10, std::uint8_t(port), std::uint8_t(flow >> 8), std::uint8_t(flow),
+                                 10, 200, std::uint8_t(port), 1};
+  std::memcpy(ip + 12, addrs, sizeof addrs);
+  for (int i = 0; i < 20; i += 2) h.ip_sum += std::uint32_t(ip[i]) << 8 | ip[i + 1];
+  // UDP, no checksum (allowed for IPv4).
+  put16(f + 34, 1024 + flow % 64512);
+  put16(f + 36, 7777);
+  return h;
+}
+
+// A frame of `len` bytes of flow header h with sequence number seq: header,
+// payload bytes (a NIC writes every byte), and the stamp at the end.
+void write_frame(std::uint8_t* f, std::uint32_t len, const FlowHeader& h, std::uint32_t port,
+                 std::uint64_t seq) noexcept {
+  std::memcpy(f, h.b, sizeof h.b);
+  const std::uint32_t tot = len - 14, id = std::uint32_t(seq) & 0xffff;
+  std::uint32_t sum = h.ip_sum + tot + id;
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum += sum >> 16;
+  put16(f + 16, tot);
+  put16(f + 18, id);
+  put16(f + 24, ~sum & 0xffff);
+  put16(f + 38, len - 34);
+  std::memset(f + 42, int(seq & 0xff), len - 42 - kStamp);
+  const std::uint64_t sid = std::uint64_t{port} << 48 | seq;
+  const std::uint64_t chk = check_word(sid, len);
+  std::memcpy(f + len - kStamp, &sid, 8);
+  std::memcpy(f + len - kStamp + 8, &chk, 8);
+}
+
+class SpinLock {
+ public:
+  void lock() noexcept {
+    // Acquire: pairs with unlock()'s release; the holder's ring writes are seen.
+    while (f_.exchange(true, std::memory_order_acquire))
+      while (f_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
+  }
+  void unlock() noexcept { f_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> f_{false};
+};
+
+// A counter with one writer at a time (relaxed load + store), read anywhere.
+struct Count {
+  std::atomic<std::uint64_t> v{0};
+  void add(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+struct Port {
+  Port(std::uint32_t i, const SimOptions& o)
+      : idx(i), post(o.ring_size), rxd(o.ring_size), txq(o.ring_size), cq(o.ring_size),
+        pend(o.ring_size), rng(mix64(o.seed * 0x9e3779b97f4a7c15ull + i)) {
+    for (std::uint32_t f = 0; f < o.flows; ++f) headers.push_back(make_header(i, f));
+  }
+
+  const std::uint32_t idx;
+  SpscRing<Buf> post;
+  SpscRing<Frame> rxd;
+  SpscRing<Frame> txq;
+  SpscRing<Buf> cq;
+
+  // ---- hardware thread only (the polling thread after `stopped`) ----
+  struct Pend {
+    Buf buf;
+    std::uint64_t due;  // now_ns() at which it completes
+  };
+  std::vector<Pend> pend;  // FIFO of pend.size() entries (a power of two)
+  std::uint32_t pend_head = 0, pend_n = 0;
+  const std::uint32_t pend_mask = std::uint32_t(pend.size()) - 1;
+  std::vector<FlowHeader> headers;  // one per flow
+  std::uint64_t seq = 0;   // frames delivered (next sequence number)
+  std::uint64_t sent = 0;  // frames generated, delivered or lost
+  std::uint64_t rng;
+  double credit = 0;       // frames the rate allows now
+  std::uint64_t last_ns = 0;
+
+  // ---- control ----
+  // seq_cst, with the hardware's epoch: see SimDevice::quiesce().
+  std::atomic<bool> gen{false};
+  // Polling thread -> hardware: leave this port for good (seq_cst store,
+  // seq_cst load); hardware -> polling thread: done (release; acquire).
+  std::atomic<bool> stop_req{false}, stopped{false};
+
+  // ---- TX producers, under tx_lock ----
+  SpinLock tx_lock;
+  bool tx_closed = false;  // reclaim() started: tx() refuses everything
+
+  // Counters (DeviceStats). Writers: rx/tx_completed/reclaimed the polling
+  // thread; tx_frames/tx_ring_full/accepted the tx_lock holder; wire_* and
+  // rx_no_buf the hardware thread.
+  Count rx_frames, tx_frames, tx_completed, tx_ring_full, rx_no_buf, reclaimed, reclaimed_tx;
+  Count wire_sent, wire_received, wire_duplicate, wire_corrupt;
+};
+
+class SimHw {
+ public:
+  explicit SimHw(const SimOptions& o) : opt_(o), nports_(o.devices), seen_(o.devices) {
+    for (std::uint32_t i = 0; i < o.devices; ++i) ports_.push_back(std::make_unique<Port>(i, o));
+    thread_ = std::thread([this] { run(); });
+  }
+  ~SimHw() {
+    quit_.store(true, std::memory_order_relaxed);
+    thread_.join();
+  }
+  Port& port(std::uint32_t i) noexcept { return *ports_[i]; }
+  const SimOptions& options() const noexcept { return opt_; }
+  // Hardware passes completed; seq_cst store per pass (see quiesce()).
+  std::uint64_t epoch() const noexcept { return epoch_.load(std::memory_order_seq_cst); }
+
+ private:
+  void run();
+  std::uint32_t generate(Port& p, std::uint64_t now);
+  std::uint32_t transmit(Port& p, std::uint64_t now);
+  std::uint32_t complete(Port& p, std::uint64_t now);
+  bool check(const Frame& f);
+
+  const SimOptions opt_;
+  const std::uint32_t nports_;
+  std::vector<std::unique_ptr<Port>> ports_;
+  // Hardware thread only: per origin port, a bit per sequence number
+  // transmitted (duplicate detection).
+  std::vector<std::vector<std::uint64_t>> seen_;
+  std::atomic<bool> quit_{false};
+  std::atomic<std::uint64_t> epoch_{0};
+  std::thread thread_;
+};
+
+void SimHw::run() {
+  std::uint32_t idle = 0;
+  while (!quit_.load(std::memory_order_relaxed)) {
+    const std::uint64_t now = now_ns();
+    std::uint32_t work = 0;
+    for (auto& pp : ports_) {
+      Port& p = *pp;
+      if (p.stopped.load(std::memory_order_relaxed)) continue;
+      if (p.stop_req.load(std::memory_order_seq_cst)) {
+        // Release: everything this thread did to the port's queues and
+        // pend happens before the polling thread takes them over.
+        p.stopped.store(true, std::memory_order_release);
+        continue;
+      }
+      work += generate(p, now) + transmit(p, now) + complete(p, now);
+    }
+    epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
+    if (work) {
+      idle = 0;
+    } else if (++idle < kSpinPasses) {
+      sched_yield();
+    } else {
+      timespec ts{0, kNapNs};
+      nanosleep(&ts, nullptr);
+    }
+  }
+}
+
+std::uint32_t SimHw::generate(Port& p, std::uint64_t now) {
+  const std::uint64_t dt = now - p.last_ns;
+  p.last_ns = now;
+  if (!p.gen.load(std::memory_order_seq_cst)) {
+    p.credit = 0;
+    return 0;
+  }
+  std::uint64_t want = kBatch;
+  if (opt_.max_frames) want = std::min(want, opt_.max_frames - p.sent);
+  if (opt_.rate_mpps > 0) {
+    // A burst of at most one batch: the wire does not save up frames.
+    p.credit = std::min(p.credit + double(dt) * opt_.rate_mpps / 1000.0, double(kBatch));
+    want = std::min<std::uint64_t>(want, std::uint64_t(p.credit));
+  }
+  if (want == 0) return 0;
+  Buf bufs[kBatch];
+  const std::uint32_t k =
+      p.post.pop(bufs, std::min<std::uint32_t>(std::uint32_t(want), p.rxd.free_slots()));
+  Frame fr[kBatch];
+  const std::uint32_t nsizes = std::uint32_t(opt_.sizes.size());
+  for (std::uint32_t i = 0; i < k; ++i) {
+    p.rng += 0x9e3779b97f4a7c15ull;  // a Weyl sequence through one multiply-fold
+    const std::uint64_t r = (p.rng ^ (p.rng >> 32)) * 0xd6e8feb86659fd93ull;
+    const std::uint32_t len = opt_.sizes[reduce(std::uint32_t(r), nsizes)];
+    const std::uint32_t flow = reduce(std::uint32_t(r >> 32), opt_.flows);
+    write_frame(reinterpret_cast<std::uint8_t*>(bufs[i].base) + kHeadroom, len, p.headers[flow], p.idx,
+                p.seq + i);
+    fr[i] = {bufs[i], kHeadroom, len};
+  }
+  p.rxd.push(fr, k);  // room was checked above
+  p.seq += k;
+  std::uint64_t lost = 0;
+  if (opt_.rate_mpps > 0) {
+    // With a rate the wire does not wait: frames beyond the posted
+    // buffers are lost, as on a NIC whose RX ring ran dry.
+    lost = want - k;
+    p.credit -= double(want);
+    if (lost) p.rx_no_buf.add(lost);
+  }
+  p.sent += k + lost;
+  p.wire_sent.add(k + lost);
+  return k;
+}
+
+bool SimHw::check(const Frame& f) {
+  if (f.len < kStamp || f.off > kBufBytes || f.len > kBufBytes - f.off) return false;
+  const std::byte* s = f.buf.base + f.off + f.len - kStamp;
+  std::uint64_t id, chk;
+  std::memcpy(&id, s, 8);
+  std::memcpy(&chk, s + 8, 8);
+  const std::uint64_t origin = id >> 48, seq = id & kSeqMask;
+  if (origin >= nports_ || chk != check_word(id, f.len) || seq >= ports_[origin]->seq) return false;
+  auto& bits = seen_[origin];
+  if (seq / 64 >= bits.size()) bits.resize(std::max<std::size_t>(seq / 64 + 1, bits.size() * 2));
+  const std::uint64_t bit = std::uint64_t{1} << (seq % 64);
+  if (bits[seq / 64] & bit) {
+    ports_[origin]->wire_duplicate.add(1);  // hardware thread: the one writer
+    return true;
+  }
+  bits[seq / 64] |= bit;
+  return true;
+}
+
+std::uint32_t SimHw::transmit(Port& p, std::uint64_t now) {
+  // Without a completion delay and with nothing waiting, a descriptor
+  // completes as it is consumed: straight to the completion queue.
+  const bool direct = opt_.tx_delay_ns == 0 && p.pend_n == 0;
+  const std::uint32_t room = direct ? p.cq.free_slots() : p.pend_mask + 1 - p.pend_n;
+  Frame fr[kBatch];
+  const std::uint32_t k = p.txq.pop(fr, std::min(room, kBatch));
+  if (!k) return 0;
+  std::uint64_t bad = 0;
+  if (opt_.verify)
+    for (std::uint32_t i = 0; i < k; ++i) bad += !check(fr[i]);
+  if (direct) {
+    Buf out[kBatch];
+    for (std::uint32_t i = 0; i < k; ++i) out[i] = fr[i].buf;
+    p.cq.push(out, k);  // room was checked above
+  } else {
+    const std::uint64_t due = now + opt_.tx_delay_ns;
+    for (std::uint32_t i = 0; i < k; ++i) p.pend[(p.pend_head + p.pend_n++) & p.pend_mask] = {fr[i].buf, due};
+  }
+  p.wire_received.add(k);
+  if (bad) p.wire_corrupt.add(bad);
+  return k;
+}
+
+std::uint32_t SimHw::complete(Port& p, std::uint64_t now) {
+  std::uint32_t n = std::min<std::uint32_t>({p.pend_n, kBatch, p.cq.free_slots()});
+  Buf out[kBatch];
+  std::uint32_t k = 0;
+  while (k < n && p.pend[p.pend_head].due <= now) {
+    out[k++] = p.pend[p.pend_head].buf;
+    p.pend_head = (p.pend_head + 1) & p.pend_mask;
+  }
+  p.pend_n -= k;
+  p.cq.push(out, k);
+  return k;
+}
+
+class SimDevice final : public Device {
+ public:
+  SimDevice(std::shared_ptr<SimHw> hw, std::uint32_t idx)
+      : hw_(std::move(hw)), p_(hw_->port(idx)), name_("sim" + std::to_string(idx)) {}
+  ~SimDevice() override { stop_port(); }
+
+  const std::string& name() const noexcept override { return name_; }
+  bool heap_ok() const noexcept override { return true; }
+  std::uint32_t rx_ring_size() const noexcept override { return hw_->options().ring_size; }
+  std::uint32_t rx_headroom() const noexcept override { return kHeadroom; }
+
+  std::uint32_t fill_room() noexcept override { return reclaiming_ ? 0 : p_.post.free_slots(); }
+  std::uint32_t fill(const Buf* bufs, std::uint32_t n) noexcept override {
+    return reclaiming_ ? 0 : p_.post.push(bufs, n);
+  }
+  std::uint32_t rx(Frame* out, std::uint32_t budget) noexcept override {
+    if (reclaiming_) return 0;
+    const std::uint32_t n = p_.rxd.pop(out, budget);
+    if (n) p_.rx_frames.add(n);
+    return n;
+  }
+  std::uint32_t complete(Buf* out, std::uint32_t budget) noexcept override {
+    if (reclaiming_) return 0;
+    const std::uint32_t n = p_.cq.pop(out, budget);
+    if (n) {
+      p_.tx_completed.add(n);
+      done_.fetch_add(n, std::memory_order_release);  // pairs with tx_outstanding()
+    }
+    return n;
+  }
+
+  std::uint32_t tx(const Frame* frames, std::uint32_t n) noexcept override {
+    p_.tx_lock.lock();
+    const std::uint32_t k = p_.tx_closed ? 0 : p_.txq.push(frames, n);
+    p_.tx_frames.add(k);
+    if (k < n) p_.tx_ring_full.add(n - k);
+    accepted_.fetch_add(k, std::memory_order_release);
+    p_.tx_lock.unlock();
+    return k;
+  }
+  std::uint64_t tx_outstanding() const noexcept override {
+    // Read done first: accepted only grows, so the difference never wraps.
+    const std::uint64_t done = done_.load(std::memory_order_acquire);
+    return accepted_.load(std::memory_order_acquire) - done;
+  }
+
+  void start() override { p_.gen.store(true, std::memory_order_seq_cst); }
+
+  void quiesce() override {
+    // After gen=false, wait for two hardware passes. In the seq_cst order:
+    // our store < our load of epoch (e) < the hardware's store of e + 1 <
+    // its load of gen in pass e + 2, which therefore sees false; when the
+    // epoch reaches e + 2 that pass is over and no frame is generated again.
+    p_.gen.store(false, std::memory_order_seq_cst);
+    const std::uint64_t e = hw_->epoch();
+    while (hw_->epoch() < e + 2) sched_yield();
+  }
+
+  std::uint32_t reclaim(Buf* out, std::uint32_t n) noexcept override {
+    if (!reclaiming_) {
+      p_.tx_lock.lock();
+      p_.tx_closed = true;
+      p_.tx_lock.unlock();
+      stop_port();
+      reclaiming_ = true;
+    }
+    // The hardware has left the port: every queue is ours, both ends.
+    std::uint32_t k = p_.post.pop(out, n);
+    Frame fr[kBatch];
+    while (k < n) {
+      const std::uint32_t m = p_.rxd.pop(fr, std::min(n - k, kBatch));
+      if (!m) break;
+      for (std::uint32_t i = 0; i < m; ++i) out[k++] = fr[i].buf;
+    }
+    std::uint32_t tx = 0;
+    while (k < n) {
+      const std::uint32_t m = p_.txq.pop(fr, std::min(n - k, kBatch));
+      if (!m) break;
+      for (std::uint32_t i = 0; i < m; ++i) out[k++] = fr[i].buf;
+      tx += m;
+    }
+    while (k < n && p_.pend_n) {
+      out[k++] = p_.pend[p_.pend_head].buf;
+      p_.pend_head = (p_.pend_head + 1) & p_.pend_mask;
+      --p_.pend_n;
+      ++tx;
+    }
+    const std::uint32_t c = p_.cq.pop(out + k, n - k);
+    k += c;
+    tx += c;
+    if (tx) {
+      p_.reclaimed_tx.add(tx);
+      done_.fetch_add(tx, std::memory_order_release);
+    }
+    p_.reclaimed.add(k);
+    return k;
+  }
+
+  DeviceStats stats() const noexcept override {
+    DeviceStats s;
+    s.rx_frames = p_.rx_frames.get();
+    s.tx_frames = p_.tx_frames.get();
+    s.tx_completed = p_.tx_completed.get();
+    s.tx_ring_full = p_.tx_ring_full.get();
+    s.rx_no_buf = p_.rx_no_buf.get();
+    s.reclaimed = p_.reclaimed.get();
+    s.wire_sent = p_.wire_sent.get();
+    s.wire_received = p_.wire_received.get();
+    s.wire_duplicate = p_.wire_duplicate.get();
+    s.wire_corrupt = p_.wire_corrupt.get();
+    return s;
+  }
+
+ private:
+  // The hardware leaves the port and never touches it again.
+  void stop_port() noexcept {
+    p_.stop_req.store(true, std::memory_order_seq_cst);
+    // Acquire: pairs with the hardware's release-store of stopped.
+    while (!p_.stopped.load(std::memory_order_acquire)) sched_yield();
+  }
+
+  std::shared_ptr<SimHw> hw_;
+  Port& p_;
+  std::string name_;
+  bool reclaiming_ = false;  // polling thread
+  // TX accepted (tx_lock holders) and returned (complete/reclaim).
+  std::atomic<std::uint64_t> accepted_{0}, done_{0};
+};
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument("sim: " + what); }
+
+}  // namespace
+
+std::vector<std::unique_ptr<Device>> open_sim_devices(const SimOptions& o) {
+  if (o.devices < 1 || o.devices > 64) bad("devices " + std::to_string(o.devices) + " outside 1..64");
+  if (o.sizes.empty()) bad("no frame sizes");
+  for (auto s : o.sizes)
+    if (s < kMinFrame || s > kMaxFrame)
+      bad("frame size " + std::to_string(s) + " outside " + std::to_string(kMinFrame) + ".." +
+          std::to_string(kMaxFrame));
+  if (o.flows < 1 || o.flows > 65536) bad("flows " + std::to_string(o.flows) + " outside 1..65536");
+  // A 48-byte header template per flow and port.
+  if (std::uint64_t{o.flows} * o.devices > (1u << 20))
+    bad("flows x devices " + std::to_string(std::uint64_t{o.flows} * o.devices) + " above 1048576");
+  if (!(o.rate_mpps >= 0) || o.rate_mpps > 1000) bad("rate " + std::to_string(o.rate_mpps) + " Mpps outside 0..1000");
+  if (o.ring_size < 64 || o.ring_size > 65536 || (o.ring_size & (o.ring_size - 1)))
+    bad("ring_size " + std::to_string(o.ring_size) + " is not a power of two in 64..65536");
+  if (o.tx_delay_ns > 1'000'000'000) bad("tx_delay_ns above 1 s");
+  auto hw = std::make_shared<SimHw>(o);
+  std::vector<std::unique_ptr<Device>> devs;
+  for (std::uint32_t i = 0; i < o.devices; ++i) devs.push_back(std::make_unique<SimDevice>(hw, i));
+  return devs;
+}
+
+std::vector<std::uint32_t> parse_sizes(std::string_view spec) {
+  if (spec == "imix") {
+    std::vector<std::uint32_t> v(7, 64);
+    v.insert(v.end(), 4, 576);
+    v.push_back(1500);
+    return v;
+  }
+  std::vector<std::uint32_t> v;
+  std::size_t pos = 0;
+  for (;;) {
+    const std::size_t comma = spec.find(',', pos);
+    const std::string_view item = spec.substr(pos, comma == std::string_view::npos ? spec.npos : comma - pos);
+    std::uint32_t s = 0;
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), s);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size())
+      bad("frame size '" + std::string(item) + "' is not a number (sizes: N[,N...] or imix)");
+    if (s < kMinFrame || s > kMaxFrame)
+      bad("frame size " + std::to_string(s) + " outside " + std::to_string(kMinFrame) + ".." +
+          std::to_string(kMaxFrame));
+    v.push_back(s);
+    if (comma == std::string_view::npos) break;
+    pos = comma + 1;
+  }
+  return v;
+}
+
+}  // namespace pagepool::fwd

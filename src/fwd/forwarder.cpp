@@ -1,0 +1,431 @@
+// pagepool: the forwarder's polling threads, drain and reclaim.
+// The data path (poll_device and what it calls) runs per batch of up to
+// kBudget frames; setup and shutdown are the rest.
+#include "pagepool/fwd/forwarder.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace pagepool::fwd {
+namespace {
+
+// Frames per device per poll, and buffers per fill/complete call: NAPI's
+// budget, and the batch every device call is sized for.
+constexpr std::uint32_t kBudget = 64;
+
+// Consecutive empty polls before a poller starts sleeping between polls.
+// Busy polling answers within a poll; after ~1k empty rounds (tens of µs)
+// the queue is idle and a 20 µs nap gives the CPU to the device model or
+// another poller on these 2-CPU machines, at the cost of 20 µs latency
+// for the first frame after a pause (an RX ring of 1024 absorbs that).
+constexpr std::uint32_t kSpinPolls = 1024;
+constexpr long kNapNs = 20'000;
+
+// Single-writer counter: only its polling thread adds (relaxed load + store,
+// no locked RMW); any thread reads it with a relaxed load.
+struct Count {
+  std::atomic<std::uint64_t> v{0};
+  void add(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+}  // namespace
+
+// Everything one polling thread writes, on its own lines.
+struct alignas(64) Forwarder::Thread {
+  std::uint32_t id = 0;
+  std::vector<std::uint32_t> devs;  // devices this thread polls (owns their pools)
+  std::thread th;
+
+  Count rx, tx, redirect, pass, pass_bytes, completed;
+  std::array<Count, kDropReasons> dropped;
+  // Drain handshake: polls completed and polls that did work. Release-
+  // stored after a poll; the control thread's acquire-load of `polls`
+  // therefore sees every tx() of that poll (tx_outstanding) and `work`.
+  std::atomic<std::uint64_t> polls{0}, work{0};
+  // Malloc baseline: heap blocks this thread allocated / freed.
+  Count heap_alloc, heap_free;
+
+  // Per-target TX bulk queues (XDP's devmap bulk queue): filled during one
+  // device's RX batch, flushed with one tx() per target at its end.
+  struct Bulk {
+    std::uint32_t n = 0;
+    Frame f[kBudget];
+    std::uint16_t ingress[kBudget];
+  };
+  std::vector<Bulk> bq;  // index = target device
+};
+
+Forwarder::Forwarder(std::vector<std::unique_ptr<Device>> devices, std::unique_ptr<Program> program,
+                     ForwarderOptions options)
+    : devs_(std::move(devices)), prog_(std::move(program)), opt_(std::move(options)) {
+  if (devs_.empty()) throw std::invalid_argument("Forwarder: no devices");
+  if (!prog_) throw std::invalid_argument("Forwarder: no program");
+  if (devs_.size() > 0xffff) throw std::invalid_argument("Forwarder: more than 65535 devices");
+  for (auto& d : devs_)
+    if (!d) throw std::invalid_argument("Forwarder: a device is null");
+  const auto ndev = static_cast<std::uint32_t>(devs_.size());
+  if (opt_.threads == 0) opt_.threads = ndev;
+  if (opt_.threads > ndev)
+    throw std::invalid_argument("Forwarder: threads " + std::to_string(opt_.threads) +
+                                " > devices " + std::to_string(ndev) +
+                                " (each thread polls at least one RX queue)");
+  if (opt_.malloc_baseline) {
+    for (auto& d : devs_)
+      if (!d->heap_ok())
+        throw std::invalid_argument("Forwarder: the malloc baseline needs heap buffers, which device '" +
+                                    d->name() + "' cannot take");
+  } else {
+    for (auto& d : devs_) {
+      Params p;
+      p.pool_size = opt_.pool_size;
+      p.name = d->name();
+      p.provider = d->provider();
+      // The device address (page_dma_addr) is what AF_XDP descriptors
+      // carry; a sim device works with virtual addresses and needs none.
+      if (p.provider) p.flags = kDmaMap;
+      pools_.push_back(Pool::create(p));
+    }
+  }
+  for (std::uint32_t t = 0; t < opt_.threads; ++t) {
+    auto th = std::make_unique<Thread>();
+    th->id = t;
+    for (std::uint32_t d = t; d < ndev; d += opt_.threads) th->devs.push_back(d);
+    th->bq.resize(ndev);
+    threads_.push_back(std::move(th));
+  }
+}
+
+Forwarder::~Forwarder() {
+  if (started_ && !stopped_) stop();
+}
+
+void Forwarder::start() {
+  if (started_) throw std::logic_error("Forwarder::start: already started");
+  started_ = true;
+  for (auto& t : threads_) t->th = std::thread([this, tp = t.get()] { run(*tp); });
+  // The pollers bind their pools and post RX buffers before traffic starts.
+  while (ready_.load(std::memory_order_acquire) < threads_.size()) sched_yield();
+  t0_ = std::chrono::steady_clock::now();
+  for (auto& d : devs_) d->start();
+}
+
+// ---- data path -------------------------------------------------------------
+
+void Forwarder::recycle(Thread& t, const Buf& b) {
+  if (opt_.malloc_baseline) {
+    std::free(b.base);
+    t.heap_free.add(1);
+  } else {
+    put_page(b.page);  // the caller's pool's owner: straight into its cache
+  }
+}
+
+void Forwarder::free_bufs(Thread& t, const Buf* bufs, std::uint32_t n) {
+  if (opt_.malloc_baseline) {
+    for (std::uint32_t i = 0; i < n; ++i) std::free(bufs[i].base);
+    t.heap_free.add(n);
+    return;
+  }
+  Page* pages[kBudget];
+  while (n) {
+    const std::uint32_t k = std::min(n, kBudget);
+    for (std::uint32_t i = 0; i < k; ++i) pages[i] = bufs[i].page;
+    put_pages_bulk(pages, k);  // each page to its own pool
+    bufs += k;
+    n -= k;
+  }
+}
+
+void Forwarder::fill(Thread& t, std::uint32_t d) {
+  Device& dev = *devs_[d];
+  std::uint32_t room = dev.fill_room();
+  Buf bufs[kBudget];
+  Page* pages[kBudget];
+  while (room) {
+    std::uint32_t k = std::min(room, kBudget);
+    if (opt_.malloc_baseline) {
+      std::uint32_t got = 0;
+      for (; got < k; ++got) {
+        auto* b = static_cast<std::byte*>(std::malloc(kBufBytes));
+        if (!b) break;
+        bufs[got] = {b, nullptr};
+      }
+      t.heap_alloc.add(got);
+      k = got;
+    } else {
+      k = static_cast<std::uint32_t>(pools_[d]->alloc_pages_bulk(pages, k));
+      for (std::uint32_t i = 0; i < k; ++i) bufs[i] = {static_cast<std::byte*>(page_address(pages[i])), pages[i]};
+    }
+    if (k == 0) return;  // pool limited or out of memory: try again next poll
+    const std::uint32_t acc = dev.fill(bufs, k);
+    for (std::uint32_t i = acc; i < k; ++i) recycle(t, bufs[i]);
+    if (acc < k) return;
+    room -= acc;
+  }
+}
+
+void Forwarder::flush_tx(Thread& t) {
+  for (std::uint32_t tg = 0; tg < t.bq.size(); ++tg) {
+    Thread::Bulk& q = t.bq[tg];
+    if (!q.n) continue;
+    const std::uint32_t k = devs_[tg]->tx(q.f, q.n);
+    std::uint32_t redirected = 0;
+    for (std::uint32_t i = 0; i < k; ++i) redirected += q.ingress[i] != tg;
+    t.tx.add(k);
+    t.redirect.add(redirected);
+    if (k < q.n) {
+      t.dropped[static_cast<std::size_t>(DropReason::tx_full)].add(q.n - k);
+      for (std::uint32_t i = k; i < q.n; ++i) recycle(t, q.f[i].buf);
+    }
+    q.n = 0;
+  }
+}
+
+void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
+  Device& dev = *devs_[d];
+  bool work = false;
+
+  // 1. TX completions first: they free the pages the fill below may need.
+  Buf done[kBudget];
+  if (const std::uint32_t n = dev.complete(done, kBudget)) {
+    free_bufs(t, done, n);
+    t.completed.add(n);
+    work = true;
+  }
+
+  // 2. RX -> program -> verdicts.
+  Frame fr[kBudget];
+  const std::uint32_t n = dev.rx(fr, kBudget);
+  if (n) {
+    work = true;
+    const auto ndev = static_cast<std::uint32_t>(devs_.size());
+    XdpMd ctx[kBudget];
+    Verdict v[kBudget];
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::byte* base = fr[i].buf.base;
+      ctx[i] = {base + fr[i].off, base + fr[i].off + fr[i].len, base, kBufBytes, d, 0, ndev};
+    }
+    prog_->run(ctx, v, n);
+
+    std::uint64_t pass = 0, pass_bytes = 0;
+    std::array<std::uint32_t, kDropReasons> drops{};
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const Buf& b = fr[i].buf;
+      const XdpMd& c = ctx[i];
+      Verdict vi = v[i];
+      // The program may move the frame's bounds, but only inside its buffer.
+      if (c.data < b.base || c.data_end < c.data || c.data_end > b.base + kBufBytes)
+        vi = Verdict::drop(DropReason::aborted);
+      else if (vi.action == Action::kRedirect && vi.target >= ndev)
+        vi = Verdict::drop(DropReason::bad_target);
+      switch (vi.action) {
+        case Action::kTx:
+        case Action::kRedirect: {
+          const std::uint32_t tg = vi.action == Action::kTx ? d : vi.target;
+          Thread::Bulk& q = t.bq[tg];
+          q.f[q.n] = {b, static_cast<std::uint32_t>(c.data - b.base),
+                      static_cast<std::uint32_t>(c.data_end - c.data)};
+          q.ingress[q.n++] = static_cast<std::uint16_t>(d);
+          continue;
+        }
+        case Action::kPass: {
+          // The slow path gets its own copy; the page goes back at once.
+          const auto len = static_cast<std::size_t>(c.data_end - c.data);
+          if (opt_.pass_sink) {
+            std::unique_ptr<std::byte[]> copy(new std::byte[len ? len : 1]);
+            std::memcpy(copy.get(), c.data, len);
+            opt_.pass_sink(d, copy.get(), len);
+          }
+          ++pass;
+          pass_bytes += len;
+          break;
+        }
+        case Action::kDrop:
+        default: {
+          auto r = static_cast<std::size_t>(vi.reason);
+          ++drops[r < kDropReasons ? r : static_cast<std::size_t>(DropReason::aborted)];
+          break;
+        }
+      }
+      // DROP and PASS: the page is the ingress pool's, owned here.
+      if (opt_.malloc_baseline) {
+        std::free(b.base);
+        t.heap_free.add(1);
+      } else {
+        pools_[d]->recycle_direct(b.page);
+      }
+    }
+    t.rx.add(n);
+    if (pass) {
+      t.pass.add(pass);
+      t.pass_bytes.add(pass_bytes);
+    }
+    for (std::size_t r = 0; r < kDropReasons; ++r)
+      if (drops[r]) t.dropped[r].add(drops[r]);
+    // 3. One tx() per target for the whole batch (xdp_do_flush).
+    flush_tx(t);
+  }
+
+  // 4. Top the RX ring up.
+  if (filling) fill(t, d);
+  if (work) t.work.store(t.work.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+void Forwarder::run(Thread& t) {
+  for (std::uint32_t d : t.devs)
+    if (!opt_.malloc_baseline) pools_[d]->bind_owner();
+  for (std::uint32_t d : t.devs) fill(t, d);
+  ready_.fetch_add(1, std::memory_order_release);  // pairs with start()'s acquire
+
+  std::uint32_t idle = 0;
+  for (;;) {
+    // Acquire: pairs with stop()'s release-stores of the phase.
+    const int phase = phase_.load(std::memory_order_acquire);
+    if (phase == 2) break;
+    const std::uint64_t w0 = t.work.load(std::memory_order_relaxed);
+    for (std::uint32_t d : t.devs) poll_device(t, d, phase == 0);
+    // Release: the control thread's acquire-load of polls sees this poll's
+    // counters and its tx() calls.
+    t.polls.store(t.polls.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    if (t.work.load(std::memory_order_relaxed) != w0) {
+      idle = 0;
+    } else if (++idle < kSpinPolls) {
+      sched_yield();
+    } else {
+      timespec ts{0, kNapNs};
+      nanosleep(&ts, nullptr);
+    }
+  }
+  reclaim(t);
+}
+
+void Forwarder::reclaim(Thread& t) {
+  Buf bufs[kBudget];
+  for (std::uint32_t d : t.devs) {
+    Device& dev = *devs_[d];
+    // Frames still queued on RX (the drain timed out) go back unprocessed.
+    while (std::uint32_t n = dev.reclaim(bufs, kBudget)) free_bufs(t, bufs, n);
+  }
+  // Pages this thread put to pools it does not own go to their rings now.
+  flush_thread();
+}
+
+// ---- control path --------------------------------------------------------------
+
+Report Forwarder::stop() {
+  if (!started_) throw std::logic_error("Forwarder::stop: not started");
+  if (stopped_) throw std::logic_error("Forwarder::stop: already stopped");
+  stopped_ = true;
+  t1_ = std::chrono::steady_clock::now();
+  for (auto& d : devs_) d->quiesce();
+  phase_.store(1, std::memory_order_release);
+
+  // Drained: across a window in which every poller completed two polls
+  // (so at least one whole poll started inside it), no poller did any work
+  // and nothing is outstanding on TX. Devices are quiesced, so nothing new
+  // arrives from a sim device; an xsk device may still receive into buffers
+  // already posted, which reclaim() takes back.
+  Report rep;
+  const auto deadline = t1_ + opt_.drain_timeout;
+  const std::size_t nt = threads_.size();
+  std::vector<std::uint64_t> polls(nt), work(nt);
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (std::size_t i = 0; i < nt; ++i) {
+      polls[i] = threads_[i]->polls.load(std::memory_order_acquire);
+      work[i] = threads_[i]->work.load(std::memory_order_relaxed);
+    }
+    for (std::size_t i = 0; i < nt; ++i)
+      while (threads_[i]->polls.load(std::memory_order_acquire) < polls[i] + 2 &&
+             std::chrono::steady_clock::now() < deadline)
+        sched_yield();
+    bool quiet = true;
+    for (std::size_t i = 0; i < nt; ++i) quiet &= threads_[i]->work.load(std::memory_order_relaxed) == work[i];
+    std::uint64_t outstanding = 0;
+    for (auto& d : devs_) outstanding += d->tx_outstanding();
+    if (quiet && outstanding == 0) {
+      rep.drained = true;
+      break;
+    }
+  }
+  phase_.store(2, std::memory_order_release);
+  for (auto& t : threads_) t->th.join();
+
+  rep.packets = counters();
+  rep.seconds = std::chrono::duration<double>(t1_ - t0_).count();
+  for (auto& d : devs_) {
+    rep.device_names.push_back(d->name());
+    rep.devices.push_back(d->stats());
+  }
+  for (std::size_t i = 0; i < pools_.size(); ++i) {
+    rep.pools.push_back({devs_[i]->name(), pools_[i]->stats(), pools_[i]->levels()});
+    rep.inflight_at_exit += rep.pools.back().levels.inflight;
+  }
+  std::uint64_t ha = 0, hf = 0;
+  for (auto& t : threads_) {
+    ha += t->heap_alloc.get();
+    hf += t->heap_free.get();
+  }
+  rep.heap_outstanding = ha - hf;
+  return rep;
+}
+
+PacketCounters Forwarder::counters() const noexcept {
+  PacketCounters c;
+  for (auto& t : threads_) {
+    c.rx += t->rx.get();
+    c.tx += t->tx.get();
+    c.redirect += t->redirect.get();
+    c.pass += t->pass.get();
+    c.pass_bytes += t->pass_bytes.get();
+    c.completed += t->completed.get();
+    for (std::size_t r = 0; r < kDropReasons; ++r) c.dropped[r] += t->dropped[r].get();
+  }
+  return c;
+}
+
+Stats Forwarder::pool_stats(std::size_t i) const noexcept {
+  return i < pools_.size() ? pools_[i]->stats() : Stats{};
+}
+
+Levels Forwarder::pool_levels(std::size_t i) const noexcept {
+  return i < pools_.size() ? pools_[i]->levels() : Levels{};
+}
+
+std::vector<std::string> accounting_errors(const Report& r, bool wire) {
+  std::vector<std::string> err;
+  auto eq = [&](std::uint64_t a, std::uint64_t b, const std::string& what) {
+    if (a != b) err.push_back(what + ": " + std::to_string(a) + " != " + std::to_string(b));
+  };
+  const PacketCounters& p = r.packets;
+  if (!r.drained) err.push_back("queues did not drain before the deadline");
+  eq(p.rx, p.tx + p.pass + p.dropped_total(), "rx vs tx + pass + dropped");
+  eq(p.completed, p.tx, "completed vs tx");
+  std::uint64_t drx = 0, dtx = 0;
+  for (std::size_t i = 0; i < r.devices.size(); ++i) {
+    const DeviceStats& d = r.devices[i];
+    const std::string& n = r.device_names[i];
+    drx += d.rx_frames;
+    dtx += d.tx_frames;
+    eq(d.tx_frames, d.tx_completed, n + " tx_frames vs tx_completed");
+    if (wire) {
+      eq(d.wire_sent, d.rx_frames + d.rx_no_buf, n + " wire_sent vs rx_frames + rx_no_buf");
+      eq(d.wire_received, d.tx_frames, n + " wire_received vs tx_frames");
+      eq(d.wire_duplicate, 0, n + " wire_duplicate");
+      eq(d.wire_corrupt, 0, n + " wire_corrupt");
+    }
+  }
+  eq(drx, p.rx, "device rx_frames vs rx");
+  eq(dtx, p.tx, "device tx_frames vs tx");
+  eq(r.inflight_at_exit, 0, "inflight at exit");
+  eq(r.heap_outstanding, 0, "heap blocks not freed");
+  return err;
+}
+
+}  // namespace pagepool::fwd

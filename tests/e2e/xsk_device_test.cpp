@@ -1,0 +1,445 @@
+// The xsk (AF_XDP) device: spec parsing and argument checks (no privileges
+// needed), the one-line errors for a missing interface, missing privileges,
+// a queue out of range and an interface already running XDP, and one frame
+// through a veth pair (TX on one end's socket, RX on the other's) with the
+// buffer ownership tracking and reclaim checked page by page.
+//
+// What needs root runs in a forked child inside a private network
+// namespace; without root, AF_XDP or veth those tests skip with the reason.
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "pagepool/devices/xsk.hpp"
+#include "pagepool/pagepool.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace pagepool::fwd;
+using pagepool::Page;
+using pagepool::Params;
+using pagepool::Pool;
+using pagepool::PoolPtr;
+
+// ---- parse_xsk_spec ----------------------------------------------------------------
+
+TEST(XskSpec, ParsesNameAndQueue) {
+  XskSpec s = parse_xsk_spec("veth0");
+  EXPECT_EQ(s.ifname, "veth0");
+  EXPECT_EQ(s.queue, 0u);
+  s = parse_xsk_spec("eth1:3");
+  EXPECT_EQ(s.ifname, "eth1");
+  EXPECT_EQ(s.queue, 3u);
+  s = parse_xsk_spec("veth-a:65535");
+  EXPECT_EQ(s.queue, 65535u);
+  s = parse_xsk_spec("abcdefghijklmno");  // 15 bytes: the longest name
+  EXPECT_EQ(s.ifname.size(), 15u);
+}
+
+TEST(XskSpec, RejectsBadSpecsWithOneLine) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"", "no interface name"},
+      {":1", "no interface name"},
+      {"veth0:", "not a number"},
+      {"veth0:x", "not a number"},
+      {"veth0:-1", "not a number"},
+      {"veth0:65536", "not a number"},
+      {"veth0:1:2", "not a number"},
+      {"veth0:123456", "not a number"},
+      {"abcdefghijklmnop", "longer than 15"},
+      {"a/b", "bad character"},
+      {"a b", "bad character"},
+  };
+  for (const auto& [spec, needle] : bad) {
+    try {
+      parse_xsk_spec(spec);
+      ADD_FAILURE() << "accepted '" << spec << "'";
+    } catch (const std::invalid_argument& e) {
+      const std::string w = e.what();
+      EXPECT_NE(w.find(needle), std::string::npos) << spec << ": " << w;
+      EXPECT_NE(w.find("IFNAME:QUEUE"), std::string::npos) << w;
+      EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+    }
+  }
+}
+
+// ---- arguments, checked before any system call ---------------------------------------
+
+void expect_invalid(const std::vector<XskSpec>& specs, const XskOptions& o, const char* needle) {
+  try {
+    open_xsk_devices(specs, o);
+    ADD_FAILURE() << "no exception; expected one mentioning \"" << needle << "\"";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(XskOpen, RejectsBadArguments) {
+  const std::vector<XskSpec> one{{"lo", 0}};
+  expect_invalid({}, {}, "no device");
+  expect_invalid({{"lo", 0}, {"lo", 0}}, {}, "given twice");
+  XskOptions o;
+  o.ring_size = 1000;
+  expect_invalid(one, o, "ring_size");
+  o.ring_size = 32;
+  expect_invalid(one, o, "ring_size");
+  o = {};
+  o.umem_bytes = 3 << 20;
+  expect_invalid(one, o, "multiple of 2 MiB");
+  o = {};
+  o.tx_budget = 16;
+  expect_invalid(one, o, "tx_budget");
+}
+
+// No privileges needed: the interface lookup comes first.
+TEST(XskOpen, MissingInterfaceNamedInError) {
+  try {
+    open_xsk_devices({{"ppnosuchif0", 0}});
+    ADD_FAILURE() << "opened a socket on a missing interface";
+  } catch (const std::system_error& e) {
+    const std::string w = e.what();
+    EXPECT_EQ(e.code().value(), ENODEV);
+    EXPECT_NE(w.find("no interface 'ppnosuchif0' in this network namespace"), std::string::npos) << w;
+    EXPECT_NE(w.find("ip link show"), std::string::npos) << w;
+    EXPECT_EQ(w.find('\n'), std::string::npos) << w;
+  }
+}
+
+// ---- running a test in a forked child ------------------------------------------------
+//
+// fn returns "" (pass), "SKIP: reason" or a failure message; exceptions are
+// failures. The child is killed after timeout_s.
+
+struct Outcome {
+  enum Kind { pass, skip, fail } kind;
+  std::string message;
+};
+
+Outcome run_in_child(const std::function<std::string()>& fn, int timeout_s) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return {Outcome::fail, "pipe2 failed"};
+  const pid_t pid = fork();
+  if (pid < 0) return {Outcome::fail, std::string("fork: ") + std::strerror(errno)};
+  if (pid == 0) {
+    close(fds[0]);
+    std::string r;
+    try {
+      r = fn();
+    } catch (const std::exception& e) {
+      r = std::string("exception: ") + e.what();
+    }
+    for (std::size_t off = 0; off < r.size();) {
+      const ssize_t w = write(fds[1], r.data() + off, r.size() - off);
+      if (w <= 0) break;
+      off += static_cast<std::size_t>(w);
+    }
+    _exit(r.empty() ? 0 : r.rfind("SKIP: ", 0) == 0 ? 77 : 1);
+  }
+  close(fds[1]);
+  std::string msg;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  bool timed_out = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    if (poll(&pfd, 1, static_cast<int>(left)) <= 0) continue;
+    char buf[512];
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    msg.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fds[0]);
+  if (timed_out) kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) return {Outcome::fail, "child timed out after " + std::to_string(timeout_s) + " s"};
+  if (!WIFEXITED(status)) return {Outcome::fail, "child died: signal " + std::to_string(WTERMSIG(status))};
+  if (WEXITSTATUS(status) == 0) return {Outcome::pass, msg};
+  if (WEXITSTATUS(status) == 77) return {Outcome::skip, msg.substr(6)};
+  return {Outcome::fail, msg};
+}
+
+#define EXPECT_CHILD(outcome)                                    \
+  do {                                                           \
+    const Outcome o_ = (outcome);                                \
+    if (o_.kind == Outcome::skip) GTEST_SKIP() << o_.message;    \
+    EXPECT_EQ(o_.kind, Outcome::pass) << o_.message;             \
+  } while (0)
+
+int run_cmd(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void write_file(const char* path, const char* value) {
+  std::ofstream f(path);
+  f << value;
+}
+
+// In the child: a private network namespace with a veth pair ppx0 <-> ppx1,
+// both up, no IPv6 chatter. "" or a SKIP/failure message.
+std::string private_veth_pair() {
+  if (geteuid() != 0) return "SKIP: needs root (network namespace, veth, AF_XDP)";
+  if (unshare(CLONE_NEWNET) != 0) return std::string("SKIP: unshare(CLONE_NEWNET): ") + std::strerror(errno);
+  if (run_cmd({"ip", "-V"}) != 0) return "SKIP: iproute2 `ip` is not installed";
+  write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+  write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+  if (run_cmd({"ip", "link", "add", "ppx0", "type", "veth", "peer", "name", "ppx1"}) != 0)
+    return "SKIP: cannot create a veth pair (no veth driver?)";
+  if (run_cmd({"ip", "link", "set", "ppx0", "up"}) != 0 || run_cmd({"ip", "link", "set", "ppx1", "up"}) != 0)
+    return "cannot bring the veth pair up";
+  const int fd = socket(AF_XDP, SOCK_RAW, 0);
+  if (fd < 0) return std::string("SKIP: socket(AF_XDP): ") + std::strerror(errno);
+  close(fd);
+  return "";
+}
+
+// Message of the exception open_xsk_devices throws, or "" if it opens.
+std::string open_error(const std::vector<XskSpec>& specs, const XskOptions& o = {}) {
+  try {
+    auto devs = open_xsk_devices(specs, o);
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+bool drop_effective_cap(int cap) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  data[cap / 32].effective &= ~(1u << (cap % 32));
+  return syscall(SYS_capset, &hdr, data) == 0;
+}
+
+// ---- errors that need the kernel ---------------------------------------------------------
+
+// Without CAP_NET_RAW (an unprivileged user, or root without it) the
+// message says what AF_XDP needs. Runs as any user.
+TEST(XskOpen, MissingPrivilegesNamedInError) {
+  EXPECT_CHILD(run_in_child(
+      []() -> std::string {
+        if (!drop_effective_cap(CAP_NET_RAW)) return "SKIP: cannot drop CAP_NET_RAW";
+        const int fd = socket(AF_XDP, SOCK_RAW, 0);
+        if (fd >= 0) {
+          close(fd);
+          return "SKIP: AF_XDP sockets open without CAP_NET_RAW here";
+        }
+        if (errno == EAFNOSUPPORT) return "SKIP: no AF_XDP in this kernel";
+        const std::string w = open_error({{"lo", 0}});
+        if (w.find("AF_XDP needs root") == std::string::npos || w.find("CAP_NET_RAW") == std::string::npos ||
+            w.find("CAP_BPF") == std::string::npos || w.find("CAP_NET_ADMIN") == std::string::npos)
+          return "message does not name root and the capabilities: " + w;
+        return "";
+      },
+      30));
+}
+
+TEST(XskOpen, QueueOutOfRangeNamedInError) {
+  EXPECT_CHILD(run_in_child(
+      []() -> std::string {
+        if (std::string s = private_veth_pair(); !s.empty()) return s;
+        const std::string w = open_error({{"ppx0", 5}});
+        if (w.find("queue 5 out of range") == std::string::npos || w.find("has 1 queue") == std::string::npos)
+          return "unexpected message: " + w;
+        return "";
+      },
+      30));
+}
+
+// The device's own program is on the interface: a second forwarder (or
+// anything else with XDP) is refused, with the command that removes it.
+TEST(XskOpen, InterfaceWithXdpProgramNamedInError) {
+  EXPECT_CHILD(run_in_child(
+      []() -> std::string {
+        if (std::string s = private_veth_pair(); !s.empty()) return s;
+        auto devs = open_xsk_devices({{"ppx0", 0}});
+        const std::string w = open_error({{"ppx0", 0}});
+        if (w.find("'ppx0' already has an XDP program") == std::string::npos ||
+            w.find("ip link set dev ppx0 xdp off") == std::string::npos)
+          return "unexpected message: " + w;
+        // And nothing of the failed attempt stays behind: after the first
+        // devices go, the interface takes a socket again.
+        devs.clear();
+        if (std::string w2 = open_error({{"ppx0", 0}}); !w2.empty()) return "reopen failed: " + w2;
+        return "";
+      },
+      30));
+}
+
+// ---- one frame through a veth pair ------------------------------------------------------
+
+PoolPtr make_pool(const Device& d, const char* name) {
+  Params p;
+  p.order = 0;
+  p.flags = pagepool::kDmaMap;
+  p.pool_size = 1024;
+  p.name = name;
+  p.provider = d.provider();
+  return Pool::create(p);
+}
+
+// Device 0 on ppx0 sends one frame; it crosses the veth and device 1's
+// socket on ppx1 receives it into a posted page of its pool. Checks the
+// shared provider, the headroom, the frame bytes, the counters, and that
+// reclaim hands back exactly the pages still posted, so both pools end at
+// inflight 0.
+std::string one_frame_through_veth() {
+  if (std::string s = private_veth_pair(); !s.empty()) return s;
+  XskOptions o;
+  o.ring_size = 256;
+  auto devs = open_xsk_devices({{"ppx0", 0}, {"ppx1", 0}}, o);
+  if (devs.size() != 2) return "expected 2 devices";
+  Device& tx = *devs[0];
+  Device& rx = *devs[1];
+  if (tx.name() != "xsk:ppx0:0" || rx.name() != "xsk:ppx1:0") return "names: " + tx.name() + ", " + rx.name();
+  if (!tx.provider() || tx.provider() != rx.provider()) return "the devices do not share one provider";
+  if (tx.heap_ok()) return "heap_ok() on an AF_XDP device";
+  if (tx.rx_headroom() != 256) return "rx_headroom " + std::to_string(tx.rx_headroom()) + ", want 256";
+  if (tx.rx_ring_size() != 256) return "rx_ring_size " + std::to_string(tx.rx_ring_size());
+  XskInfo i0, i1;
+  if (!xsk_info(tx, &i0) || !xsk_info(rx, &i1)) return "xsk_info failed";
+  if (!i0.owns_umem_socket || i1.owns_umem_socket) return "UMEM socket owner is not the first device";
+  if (i0.zero_copy) return "veth bound zero-copy";
+  if (!i0.native_xdp) return "veth program not attached in native mode";
+
+  PoolPtr pool_tx = make_pool(tx, "xsk-tx");
+  PoolPtr pool_rx = make_pool(rx, "xsk-rx");
+  // Post 64 pages on the receiver; a heap block and a repeated page are refused.
+  std::vector<Buf> posted;
+  for (int k = 0; k < 64; ++k) {
+    Page* p = pool_rx->alloc_page();
+    if (!p) return "pool_rx alloc failed";
+    posted.push_back(Buf{static_cast<std::byte*>(pagepool::page_address(p)), p});
+  }
+  alignas(4096) static std::byte heap_block[4096];
+  const Buf heap{heap_block, nullptr};
+  if (rx.fill(&heap, 1) != 0) return "fill() took a heap block";
+  if (rx.fill(posted.data(), 64) != 64) return "fill() took fewer than 64 pages";
+  if (rx.fill(posted.data(), 1) != 0) return "fill() took a page already posted";
+
+  // The frame: broadcast, a local EtherType, a recognisable payload.
+  Page* p = pool_tx->alloc_page();
+  if (!p) return "pool_tx alloc failed";
+  std::byte* base = static_cast<std::byte*>(pagepool::page_address(p));
+  constexpr std::uint32_t kOff = 300, kLen = 100;
+  unsigned char* f = reinterpret_cast<unsigned char*>(base + kOff);
+  std::memset(f, 0xff, 6);
+  const unsigned char src[6] = {0x02, 0x77, 0, 0, 0, 0x09};
+  std::memcpy(f + 6, src, 6);
+  f[12] = 0x88;
+  f[13] = 0xb5;
+  for (std::uint32_t k = 14; k < kLen; ++k) f[k] = static_cast<unsigned char>(k * 13);
+  std::memcpy(f + 14, "pagepool-xsk", 12);
+  std::vector<unsigned char> sent(f, f + kLen);
+  const Frame fr{Buf{base, p}, kOff, kLen};
+  if (tx.tx(&fr, 1) != 1) return "tx() refused the frame";
+  if (tx.tx(&fr, 1) != 0) return "tx() took the same page twice";
+  if (tx.tx_outstanding() != 1) return "tx_outstanding " + std::to_string(tx.tx_outstanding()) + ", want 1";
+
+  bool completed = false, received = false;
+  int others = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((!completed || !received) && std::chrono::steady_clock::now() < deadline) {
+    Buf done[8];
+    for (std::uint32_t n = tx.complete(done, 8), k = 0; k < n; ++k) {
+      if (done[k].page != p || done[k].base != base) return "completion returned another buffer";
+      completed = true;
+      pagepool::put_page(done[k].page);
+    }
+    Frame in[8];
+    for (std::uint32_t n = rx.rx(in, 8), k = 0; k < n; ++k) {
+      const Frame& g = in[k];
+      if (g.off != rx.rx_headroom()) return "RX frame at offset " + std::to_string(g.off);
+      if (pagepool::page_pool(g.buf.page) != pool_rx.get()) return "RX frame in a page not from pool_rx";
+      if (g.len == kLen && std::memcmp(g.buf.base + g.off, sent.data(), kLen) == 0)
+        received = true;
+      else
+        ++others;
+      pagepool::put_page(g.buf.page);
+    }
+  }
+  if (!completed) return "no TX completion within 5 s";
+  if (!received) return "frame not received within 5 s (" + std::to_string(others) + " others)";
+  if (tx.tx_outstanding() != 0) return "tx_outstanding not 0 after the completion";
+  const DeviceStats st = tx.stats(), sr = rx.stats();
+  // tx_ring_full: every refused frame (here the page offered twice).
+  if (st.tx_frames != 1 || st.tx_completed != 1 || st.tx_ring_full != 1)
+    return "TX counters: tx_frames " + std::to_string(st.tx_frames) + ", tx_completed " +
+           std::to_string(st.tx_completed) + ", tx_ring_full " + std::to_string(st.tx_ring_full);
+  if (sr.rx_frames != 1u + static_cast<unsigned>(others) || sr.rx_no_buf != 0) return "RX counters wrong";
+
+  // Reclaim: the receiver hands back the 63 pages still posted, the sender none.
+  tx.quiesce();
+  rx.quiesce();
+  std::set<Page*> back;
+  for (Device* d : {&rx, &tx}) {
+    Buf b[16];
+    while (const std::uint32_t n = d->reclaim(b, 16))
+      for (std::uint32_t k = 0; k < n; ++k) {
+        if (!back.insert(b[k].page).second) return "reclaim returned a page twice";
+        pagepool::put_page(b[k].page);
+      }
+  }
+  if (back.size() != 63u - static_cast<unsigned>(others))
+    return "reclaim returned " + std::to_string(back.size()) + " pages, want " + std::to_string(63 - others);
+  // The socket is gone: polling calls find nothing, tx() refuses.
+  Frame fx[4];
+  Buf bx[4];
+  if (rx.rx(fx, 4) != 0 || tx.complete(bx, 4) != 0 || rx.fill_room() != 0 || rx.fill(posted.data(), 1) != 0)
+    return "a polling call did something after reclaim()";
+  if (tx.tx(&fr, 1) != 0 || tx.tx_outstanding() != 0) return "tx() took a frame after reclaim()";
+  if (pool_rx->inflight() != 0 || pool_tx->inflight() != 0)
+    return "inflight after reclaim: rx " + std::to_string(pool_rx->inflight()) + ", tx " +
+           std::to_string(pool_tx->inflight());
+  XskInfo after;
+  xsk_info(rx, &after);
+  if (after.bad_addr != 0) return "bad addresses counted: " + std::to_string(after.bad_addr);
+  if (after.bad_buf != 2) return "refused buffers " + std::to_string(after.bad_buf) + ", want 2";
+  return "";
+}
+
+TEST(XskDevice, OneFrameThroughVethAndReclaim) { EXPECT_CHILD(run_in_child(one_frame_through_veth, 60)); }
+
+}  // namespace

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# pagepool-fwd's command line: bad options exit non-zero with one line on
+# stderr naming the problem; a short sim run (pool and malloc baseline)
+# exits 0 with a JSON summary whose accounting holds.
+# Usage: cli_test.sh PAGEPOOL_FWD
+set -uo pipefail
+fwd=$1
+fails=0
+
+# expect_error CODE PATTERN ARGS...: exit code CODE and one stderr line matching PATTERN.
+expect_error() {
+  local code=$1 pattern=$2
+  shift 2
+  local err rc
+  err=$(timeout 20 "$fwd" "$@" 2>&1 >/dev/null)
+  rc=$?
+  if [[ $rc -ne $code ]] || [[ $(printf '%s\n' "$err" | wc -l) -ne 1 ]] || ! grep -qE -- "$pattern" <<<"$err"; then
+    echo "FAIL: pagepool-fwd $* -> exit $rc (want $code), stderr: $err"
+    fails=$((fails + 1))
+  fi
+}
+
+expect_error 2 "not expected: --bogus" --bogus
+expect_error 2 "--dev 'foo': expected sim or xsk" --dev foo
+expect_error 2 "unknown program 'nope'.*redirect" --prog nope
+expect_error 2 "--threads 3 > devices 2" --threads 3
+expect_error 2 "--duration" --duration 0
+expect_error 2 "frame size 10 outside 60..3840" --size 10
+expect_error 2 "frame size 'x' is not a number" --size 64,x
+expect_error 2 "--ring 100: a power of two" --ring 100
+expect_error 2 "cannot be mixed" --dev sim --dev xsk:lo
+expect_error 2 "shape the sim's traffic" --dev xsk:lo --rate 1
+expect_error 2 "needs sim devices" --dev xsk:lo --baseline malloc
+expect_error 2 "--baseline" --baseline jemalloc
+expect_error 1 "no interface 'pp-no-such-if'" --dev xsk:pp-no-such-if
+
+# A short run of every built-in program: exit 0, JSON with exact accounting.
+for prog in drop tx redirect l3-split; do
+  out=$(timeout 60 "$fwd" --prog "$prog" --duration 0.3 --json --quiet --dev sim --dev sim --dev sim)
+  rc=$?
+  if [[ $rc -ne 0 ]] || ! jq -e '.accounting_ok and .baseline.accounting_ok and .inflight_at_exit == 0
+        and .packets.rx > 0 and .packets.rx == .packets.tx + .packets.pass + .packets.dropped_total' \
+        >/dev/null <<<"$out"; then
+    echo "FAIL: --prog $prog run: exit $rc, summary: $out"
+    fails=$((fails + 1))
+  fi
+done
+
+# The human summary of the default demo (shortened) names both runs.
+out=$(timeout 60 "$fwd" --duration 0.3 --quiet)
+if [[ $? -ne 0 ]] || ! grep -q "pool vs malloc baseline" <<<"$out" || ! grep -q "accounting (pool): every frame" <<<"$out"; then
+  echo "FAIL: default run summary: $out"
+  fails=$((fails + 1))
+fi
+
+[[ $fails -eq 0 ]] && echo "cli_test: all passed"
+exit $((fails > 0))
