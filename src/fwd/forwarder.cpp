@@ -238,11 +238,14 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
         case Action::kPass: {
           // The slow path gets its own copy; the page goes back at once.
           const auto len = static_cast<std::size_t>(c.data_end - c.data);
-          if (opt_.pass_sink) {
-            std::unique_ptr<std::byte[]> copy(new std::byte[len ? len : 1]);
-            std::memcpy(copy.get(), c.data, len);
-            opt_.pass_sink(d, copy.get(), len);
+          auto* copy = static_cast<std::byte*>(std::malloc(len ? len : 1));
+          if (!copy) {
+            ++drops[static_cast<std::size_t>(DropReason::aborted)];  // no memory for the slow path
+            break;
           }
+          std::memcpy(copy, c.data, len);
+          if (opt_.pass_sink) opt_.pass_sink(d, copy, len);
+          std::free(copy);
           ++pass;
           pass_bytes += len;
           break;

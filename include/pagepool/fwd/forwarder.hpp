@@ -88,9 +88,11 @@ struct ForwarderOptions {
   std::uint32_t pool_size = 8192;
   // stop(): longest wait for the queues to drain before reclaiming anyway.
   std::chrono::milliseconds drain_timeout{5000};
-  // PASS: the slow path receives the heap copy (ingress device, bytes);
-  // it owns nothing after the call (the copy is freed). Empty: counted and
-  // discarded. Runs on the polling thread.
+  // PASS: every passed frame is copied into a heap buffer and the page
+  // recycled; the slow path receives the copy (ingress device, bytes) and
+  // owns nothing after the call (the copy is freed). Empty: the copy is
+  // counted and discarded. Runs on the polling thread; must not throw.
+  // (A copy that cannot be allocated drops the frame as `aborted`.)
   std::function<void(std::uint32_t dev, const std::byte* data, std::size_t len)> pass_sink;
 };
 
