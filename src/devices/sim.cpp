@@ -12,6 +12,7 @@
 // out the completion delay.
 #include "pagepool/devices/sim.hpp"
 
+#include <pthread.h>
 #include <sched.h>
 #include <time.h>
 
@@ -24,6 +25,7 @@
 #include <thread>
 
 #include "devices/spsc_ring.hpp"
+#include "fwd/idle.hpp"
 
 namespace pagepool::fwd {
 namespace {
@@ -38,10 +40,6 @@ constexpr std::uint32_t kMaxFrame = kBufBytes - kHeadroom;
 constexpr std::uint32_t kBatch = 64;     // descriptors the hardware moves per queue per pass
 constexpr std::uint32_t kStamp = 16;     // (port << 48 | seq, check word) at the frame's end
 constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << 48) - 1;
-// Idle passes before the hardware thread naps, and the nap: as the pollers.
-constexpr std::uint32_t kSpinPasses = 1024;
-constexpr long kNapNs = 20'000;
-
 std::uint64_t now_ns() noexcept {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -200,6 +198,12 @@ class SimHw {
   explicit SimHw(const SimOptions& o) : opt_(o), nports_(o.devices), seen_(o.devices) {
     for (std::uint32_t i = 0; i < o.devices; ++i) ports_.push_back(std::make_unique<Port>(i, o));
     thread_ = std::thread([this] { run(); });
+    if (o.hw_cpu >= 0) {  // checked by open_sim_devices
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(o.hw_cpu, &set);
+      (void)pthread_setaffinity_np(thread_.native_handle(), sizeof set, &set);
+    }
   }
   ~SimHw() {
     quit_.store(true, std::memory_order_relaxed);
@@ -229,7 +233,7 @@ class SimHw {
 };
 
 void SimHw::run() {
-  std::uint32_t idle = 0;
+  detail::IdleBackoff backoff;
   while (!quit_.load(std::memory_order_relaxed)) {
     const std::uint64_t now = now_ns();
     std::uint32_t work = 0;
@@ -245,14 +249,10 @@ void SimHw::run() {
       work += generate(p, now) + transmit(p, now) + complete(p, now);
     }
     epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
-    if (work) {
-      idle = 0;
-    } else if (++idle < kSpinPasses) {
-      sched_yield();
-    } else {
-      timespec ts{0, kNapNs};
-      nanosleep(&ts, nullptr);
-    }
+    if (work)
+      backoff.work();
+    else
+      backoff.idle();
   }
 }
 
@@ -504,6 +504,12 @@ std::vector<std::unique_ptr<Device>> open_sim_devices(const SimOptions& o) {
   if (o.ring_size < 64 || o.ring_size > 65536 || (o.ring_size & (o.ring_size - 1)))
     bad("ring_size " + std::to_string(o.ring_size) + " is not a power of two in 64..65536");
   if (o.tx_delay_ns > 1'000'000'000) bad("tx_delay_ns above 1 s");
+  if (o.hw_cpu >= 0) {
+    cpu_set_t allowed;
+    if (o.hw_cpu >= CPU_SETSIZE ||
+        (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && !CPU_ISSET(o.hw_cpu, &allowed)))
+      bad("hw_cpu " + std::to_string(o.hw_cpu) + " is not one this process may run on");
+  }
   auto hw = std::make_shared<SimHw>(o);
   std::vector<std::unique_ptr<Device>> devs;
   for (std::uint32_t i = 0; i < o.devices; ++i) devs.push_back(std::make_unique<SimDevice>(hw, i));

@@ -3,8 +3,10 @@
 // kBudget frames; setup and shutdown are the rest.
 #include "pagepool/fwd/forwarder.hpp"
 
+#include "fwd/idle.hpp"
+
+#include <pthread.h>
 #include <sched.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -18,14 +20,6 @@ namespace {
 // Frames per device per poll, and buffers per fill/complete call: NAPI's
 // budget, and the batch every device call is sized for.
 constexpr std::uint32_t kBudget = 64;
-
-// Consecutive empty polls before a poller starts sleeping between polls.
-// Busy polling answers within a poll; after ~1k empty rounds (tens of µs)
-// the queue is idle and a 20 µs nap gives the CPU to the device model or
-// another poller on these 2-CPU machines, at the cost of 20 µs latency
-// for the first frame after a pause (an RX ring of 1024 absorbs that).
-constexpr std::uint32_t kSpinPolls = 1024;
-constexpr long kNapNs = 20'000;
 
 // Single-writer counter: only its polling thread adds (relaxed load + store,
 // no locked RMW); any thread reads it with a relaxed load.
@@ -108,8 +102,24 @@ Forwarder::~Forwarder() {
 
 void Forwarder::start() {
   if (started_) throw std::logic_error("Forwarder::start: already started");
+  // Check the CPUs before any thread exists: nothing to undo on a throw.
+  cpu_set_t allowed;
+  if (!opt_.cpus.empty() && sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    for (int cpu : opt_.cpus)
+      if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed))
+        throw std::invalid_argument("Forwarder: CPU " + std::to_string(cpu) +
+                                    " is not one this process may run on");
   started_ = true;
-  for (auto& t : threads_) t->th = std::thread([this, tp = t.get()] { run(*tp); });
+  for (auto& t : threads_) {
+    t->th = std::thread([this, tp = t.get()] { run(*tp); });
+    if (!opt_.cpus.empty()) {
+      // Best effort past the check above (a cpuset change in between).
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(opt_.cpus[t->id % opt_.cpus.size()], &set);
+      (void)pthread_setaffinity_np(t->th.native_handle(), sizeof set, &set);
+    }
+  }
   // The pollers bind their pools and post RX buffers before traffic starts.
   while (ready_.load(std::memory_order_acquire) < threads_.size()) sched_yield();
   t0_ = std::chrono::steady_clock::now();
@@ -287,7 +297,7 @@ void Forwarder::run(Thread& t) {
   for (std::uint32_t d : t.devs) fill(t, d);
   ready_.fetch_add(1, std::memory_order_release);  // pairs with start()'s acquire
 
-  std::uint32_t idle = 0;
+  detail::IdleBackoff backoff;
   for (;;) {
     // Acquire: pairs with stop()'s release-stores of the phase.
     const int phase = phase_.load(std::memory_order_acquire);
@@ -297,14 +307,10 @@ void Forwarder::run(Thread& t) {
     // Release: the control thread's acquire-load of polls sees this poll's
     // counters and its tx() calls.
     t.polls.store(t.polls.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    if (t.work.load(std::memory_order_relaxed) != w0) {
-      idle = 0;
-    } else if (++idle < kSpinPolls) {
-      sched_yield();
-    } else {
-      timespec ts{0, kNapNs};
-      nanosleep(&ts, nullptr);
-    }
+    if (t.work.load(std::memory_order_relaxed) != w0)
+      backoff.work();
+    else
+      backoff.idle();
   }
   reclaim(t);
 }

@@ -6,6 +6,7 @@
 // wait until the forwarder has received all of them, and stop: then the
 // counts are exact, not rates.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <chrono>
 #include <cstring>
@@ -246,6 +247,18 @@ TEST(SimE2e, ProgramsThatBreakTheRulesAreDroppedAsSuch) {
   EXPECT_EQ(rep.inflight_at_exit, 0u);
 }
 
+TEST(SimE2e, PinnedThreadsRunOnTheirCpus) {
+  // Poller and hardware thread pinned (as pagepool-fwd does when there are
+  // enough CPUs); the run is the same, on CPU 0 for both here so it works
+  // on any machine.
+  Scenario r;
+  r.sim.hw_cpu = 0;
+  r.fwd.cpus = {0};
+  r.sim.max_frames = kFrames / 10;
+  const Report rep = run(std::move(r));
+  expect_exact(rep, 2 * (kFrames / 10));
+}
+
 TEST(SimE2e, MallocBaselineAccountsForEveryBlock) {
   Scenario r;
   r.fwd.malloc_baseline = true;
@@ -362,6 +375,15 @@ TEST(SimE2e, BadOptionsAreRefusedWithTheirName) {
             }).find("threads"),
             std::string::npos);
   EXPECT_NE(msg([] { Forwarder f({}, make_builtin("tx", 2)); }).find("no devices"), std::string::npos);
+  EXPECT_NE(msg([] { SimOptions o; o.hw_cpu = CPU_SETSIZE; open_sim_devices(o); }).find("hw_cpu"),
+            std::string::npos);
+  EXPECT_NE(msg([] {
+              ForwarderOptions fo;
+              fo.cpus = {0, CPU_SETSIZE + 1};
+              Forwarder f(open_sim_devices({}), make_builtin("tx", 2), fo);
+              f.start();  // throws before any thread exists; the destructor has nothing to stop
+            }).find("CPU"),
+            std::string::npos);
 }
 
 }  // namespace

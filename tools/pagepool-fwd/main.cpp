@@ -53,6 +53,9 @@ struct Config {
   std::string baseline;  // "", "malloc", "none"
   bool json = false;
   bool quiet = false;
+  bool no_pin = false;
+  std::vector<int> cpus;  // pollers' CPUs (empty: not pinned)
+  int hw_cpu = -1;        // the sim hardware thread's CPU
   bool rate_set = false, size_set = false, flows_set = false, delay_set = false;
 };
 
@@ -75,6 +78,7 @@ std::vector<std::unique_ptr<pf::Device>> open_devices(const Config& c) {
     o.seed = c.seed;
     o.tx_delay_ns = c.tx_delay_ns;
     o.ring_size = c.ring;
+    o.hw_cpu = c.hw_cpu;
     return pf::open_sim_devices(o);
   }
   std::vector<pf::XskSpec> specs;
@@ -127,6 +131,7 @@ RunResult run_once(const Config& c, bool malloc_baseline, FILE* live) {
   pf::ForwarderOptions fo;
   fo.threads = c.threads;
   fo.malloc_baseline = malloc_baseline;
+  fo.cpus = c.cpus;
   const std::uint32_t ndev = static_cast<std::uint32_t>(devs.size());
   pf::Forwarder fwd(std::move(devs), pf::make_builtin(c.prog, ndev), fo);
   const char* mode = malloc_baseline ? "malloc" : "pool";
@@ -297,6 +302,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", c.json, "print a JSON summary on stdout (live lines go to stderr)");
   app.add_flag("--quiet", c.quiet, "no live lines");
+  app.add_flag("--no-pin", c.no_pin,
+               "sim: do not pin the hardware thread and the pollers to CPUs of their own (pinned by default "
+               "when there are enough CPUs)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -335,6 +343,20 @@ int main(int argc, char** argv) {
     const long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
     const long room = std::max(1L, any_sim ? cpus - 1 : cpus);
     c.threads = static_cast<std::uint32_t>(std::min<long>(static_cast<long>(c.devs.size()), room));
+  }
+  if (any_sim && !c.no_pin) {
+    // A CPU each for the sim's hardware thread and every poller, when the
+    // process has that many: stable numbers instead of the scheduler's
+    // placement of busy-polling threads.
+    cpu_set_t set;
+    std::vector<int> mine;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+      for (int i = 0; i < CPU_SETSIZE; ++i)
+        if (CPU_ISSET(i, &set)) mine.push_back(i);
+    if (mine.size() >= c.threads + 1) {
+      c.hw_cpu = mine[0];
+      c.cpus.assign(mine.begin() + 1, mine.begin() + 1 + c.threads);
+    }
   }
   if (c.threads > c.devs.size())
     fail("--threads " + std::to_string(c.threads) + " > devices " + std::to_string(c.devs.size()) +

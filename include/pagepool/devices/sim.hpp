@@ -48,6 +48,7 @@ struct SimOptions {
   std::uint32_t ring_size = 1024;           // every queue's entries: power of two, 64..65536
   std::uint64_t max_frames = 0;             // per port: stop generating after this many; 0 = no limit
   bool verify = true;                       // check stamps and duplicates on TX
+  int hw_cpu = -1;                          // CPU of the hardware thread; -1 = any
 };
 
 // Control thread. Throws std::invalid_argument naming the bad field and its

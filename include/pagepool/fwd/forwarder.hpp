@@ -86,6 +86,10 @@ struct ForwarderOptions {
   // Each pool's return ring (Params::pool_size): holds the pages of one
   // device's RX ring plus what is in flight on TX.
   std::uint32_t pool_size = 8192;
+  // CPUs for the polling threads: thread t runs on cpus[t % cpus.size()]
+  // (like a NIC queue's IRQ affinity). Empty: wherever the scheduler puts
+  // it. A CPU outside the process's affinity makes start() throw.
+  std::vector<int> cpus;
   // stop(): longest wait for the queues to drain before reclaiming anyway.
   std::chrono::milliseconds drain_timeout{5000};
   // PASS: every passed frame is copied into a heap buffer and the page
