@@ -6,14 +6,8 @@
 //
 // What needs root runs in a forked child inside a private network
 // namespace; without root, AF_XDP or veth those tests skip with the reason.
-#include <fcntl.h>
 #include <linux/capability.h>
-#include <poll.h>
-#include <sched.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -21,18 +15,15 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
-#include <functional>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include "common/netns.hpp"
 #include "pagepool/devices/xsk.hpp"
 #include "pagepool/pagepool.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -126,109 +117,12 @@ TEST(XskOpen, MissingInterfaceNamedInError) {
   }
 }
 
-// ---- running a test in a forked child ------------------------------------------------
-//
-// fn returns "" (pass), "SKIP: reason" or a failure message; exceptions are
-// failures. The child is killed after timeout_s.
-
-struct Outcome {
-  enum Kind { pass, skip, fail } kind;
-  std::string message;
-};
-
-Outcome run_in_child(const std::function<std::string()>& fn, int timeout_s) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return {Outcome::fail, "pipe2 failed"};
-  const pid_t pid = fork();
-  if (pid < 0) return {Outcome::fail, std::string("fork: ") + std::strerror(errno)};
-  if (pid == 0) {
-    close(fds[0]);
-    std::string r;
-    try {
-      r = fn();
-    } catch (const std::exception& e) {
-      r = std::string("exception: ") + e.what();
-    }
-    for (std::size_t off = 0; off < r.size();) {
-      const ssize_t w = write(fds[1], r.data() + off, r.size() - off);
-      if (w <= 0) break;
-      off += static_cast<std::size_t>(w);
-    }
-    _exit(r.empty() ? 0 : r.rfind("SKIP: ", 0) == 0 ? 77 : 1);
-  }
-  close(fds[1]);
-  std::string msg;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  bool timed_out = false;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd pfd{fds[0], POLLIN, 0};
-    if (poll(&pfd, 1, static_cast<int>(left)) <= 0) continue;
-    char buf[512];
-    const ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    msg.append(buf, static_cast<std::size_t>(n));
-  }
-  close(fds[0]);
-  if (timed_out) kill(pid, SIGKILL);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (timed_out) return {Outcome::fail, "child timed out after " + std::to_string(timeout_s) + " s"};
-  if (!WIFEXITED(status)) return {Outcome::fail, "child died: signal " + std::to_string(WTERMSIG(status))};
-  if (WEXITSTATUS(status) == 0) return {Outcome::pass, msg};
-  if (WEXITSTATUS(status) == 77) return {Outcome::skip, msg.substr(6)};
-  return {Outcome::fail, msg};
-}
-
-#define EXPECT_CHILD(outcome)                                    \
-  do {                                                           \
-    const Outcome o_ = (outcome);                                \
-    if (o_.kind == Outcome::skip) GTEST_SKIP() << o_.message;    \
-    EXPECT_EQ(o_.kind, Outcome::pass) << o_.message;             \
-  } while (0)
-
-int run_cmd(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return -1;
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-void write_file(const char* path, const char* value) {
-  std::ofstream f(path);
-  f << value;
-}
-
-// In the child: a private network namespace with a veth pair ppx0 <-> ppx1,
-// both up, no IPv6 chatter. "" or a SKIP/failure message.
+// In the child: root, a private network namespace with a veth pair
+// ppx0 <-> ppx1 (both up, no IPv6 chatter) and AF_XDP sockets. "" or a
+// SKIP/failure message.
 std::string private_veth_pair() {
   if (geteuid() != 0) return "SKIP: needs root (network namespace, veth, AF_XDP)";
-  if (unshare(CLONE_NEWNET) != 0) return std::string("SKIP: unshare(CLONE_NEWNET): ") + std::strerror(errno);
-  if (run_cmd({"ip", "-V"}) != 0) return "SKIP: iproute2 `ip` is not installed";
-  write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-  write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-  if (run_cmd({"ip", "link", "add", "ppx0", "type", "veth", "peer", "name", "ppx1"}) != 0)
-    return "SKIP: cannot create a veth pair (no veth driver?)";
-  if (run_cmd({"ip", "link", "set", "ppx0", "up"}) != 0 || run_cmd({"ip", "link", "set", "ppx1", "up"}) != 0)
-    return "cannot bring the veth pair up";
+  if (std::string s = pptest::netns::enter_private_veth_pair(); !s.empty()) return s;
   const int fd = socket(AF_XDP, SOCK_RAW, 0);
   if (fd < 0) return std::string("SKIP: socket(AF_XDP): ") + std::strerror(errno);
   close(fd);
@@ -245,22 +139,14 @@ std::string open_error(const std::vector<XskSpec>& specs, const XskOptions& o = 
   }
 }
 
-bool drop_effective_cap(int cap) {
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (syscall(SYS_capget, &hdr, data) != 0) return false;
-  data[cap / 32].effective &= ~(1u << (cap % 32));
-  return syscall(SYS_capset, &hdr, data) == 0;
-}
-
 // ---- errors that need the kernel ---------------------------------------------------------
 
 // Without CAP_NET_RAW (an unprivileged user, or root without it) the
 // message says what AF_XDP needs. Runs as any user.
 TEST(XskOpen, MissingPrivilegesNamedInError) {
-  EXPECT_CHILD(run_in_child(
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(
       []() -> std::string {
-        if (!drop_effective_cap(CAP_NET_RAW)) return "SKIP: cannot drop CAP_NET_RAW";
+        if (!pptest::netns::drop_effective_cap(CAP_NET_RAW)) return "SKIP: cannot drop CAP_NET_RAW";
         const int fd = socket(AF_XDP, SOCK_RAW, 0);
         if (fd >= 0) {
           close(fd);
@@ -277,7 +163,7 @@ TEST(XskOpen, MissingPrivilegesNamedInError) {
 }
 
 TEST(XskOpen, QueueOutOfRangeNamedInError) {
-  EXPECT_CHILD(run_in_child(
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(
       []() -> std::string {
         if (std::string s = private_veth_pair(); !s.empty()) return s;
         const std::string w = open_error({{"ppx0", 5}});
@@ -291,7 +177,7 @@ TEST(XskOpen, QueueOutOfRangeNamedInError) {
 // The device's own program is on the interface: a second forwarder (or
 // anything else with XDP) is refused, with the command that removes it.
 TEST(XskOpen, InterfaceWithXdpProgramNamedInError) {
-  EXPECT_CHILD(run_in_child(
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(
       []() -> std::string {
         if (std::string s = private_veth_pair(); !s.empty()) return s;
         auto devs = open_xsk_devices({{"ppx0", 0}});
@@ -440,6 +326,8 @@ std::string one_frame_through_veth() {
   return "";
 }
 
-TEST(XskDevice, OneFrameThroughVethAndReclaim) { EXPECT_CHILD(run_in_child(one_frame_through_veth, 60)); }
+TEST(XskDevice, OneFrameThroughVethAndReclaim) {
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(one_frame_through_veth, 60));
+}
 
 }  // namespace

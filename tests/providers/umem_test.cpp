@@ -5,21 +5,15 @@
 //
 // Needs socket(AF_XDP): without CAP_NET_RAW or kernel support every test
 // that registers a UMEM skips with the reason.
-#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/if_link.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <poll.h>
-#include <sched.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <xdp/libxdp.h>
 
@@ -43,10 +37,9 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/netns.hpp"
 #include "pagepool/pagepool.hpp"
 #include "pagepool/providers/umem.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -162,106 +155,6 @@ std::vector<Page*> alloc_n(Pool& pool, std::size_t n) {
 
 void put_all(const std::vector<Page*>& pages) {
   for (Page* p : pages) pagepool::put_page(p);
-}
-
-// ---- running a piece of a test in a forked child ---------------------------
-//
-// For what must not touch the test process: dropping capabilities, lowering
-// RLIMIT_MEMLOCK, a private network namespace. fn returns "" for success,
-// "SKIP: reason" to skip, anything else as the failure; an exception is a
-// failure too. The child is killed after timeout_s.
-
-struct ChildOutcome {
-  enum Kind { pass, skip, fail } kind;
-  std::string message;
-};
-
-ChildOutcome run_in_child(const std::function<std::string()>& fn, int timeout_s) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return {ChildOutcome::fail, "pipe2 failed"};
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return {ChildOutcome::fail, std::string("fork: ") + std::strerror(errno)};
-  }
-  if (pid == 0) {
-    close(fds[0]);
-    std::string r;
-    try {
-      r = fn();
-    } catch (const std::exception& e) {
-      r = std::string("exception: ") + e.what();
-    } catch (...) {
-      r = "unknown exception";
-    }
-    const char* s = r.data();
-    std::size_t left = r.size();
-    while (left) {
-      const ssize_t w = write(fds[1], s, left);
-      if (w <= 0) break;
-      s += w;
-      left -= static_cast<std::size_t>(w);
-    }
-    _exit(r.empty() ? 0 : r.rfind("SKIP: ", 0) == 0 ? 77 : 1);
-  }
-  close(fds[1]);
-  std::string msg;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  bool timed_out = false;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd pfd{fds[0], POLLIN, 0};
-    const int pr = poll(&pfd, 1, static_cast<int>(left));
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr <= 0) continue;
-    char buf[512];
-    const ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // EOF: the child is exiting
-    msg.append(buf, static_cast<std::size_t>(n));
-  }
-  close(fds[0]);
-  if (timed_out) kill(pid, SIGKILL);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (timed_out)
-    return {ChildOutcome::fail, "child timed out after " + std::to_string(timeout_s) + " s"};
-  if (!WIFEXITED(status))
-    return {ChildOutcome::fail, "child died with signal " + std::to_string(WTERMSIG(status)) +
-                                    (msg.empty() ? "" : ": " + msg)};
-  switch (WEXITSTATUS(status)) {
-    case 0:
-      return {ChildOutcome::pass, msg};
-    case 77:
-      return {ChildOutcome::skip, msg.substr(6)};
-    default:
-      return {ChildOutcome::fail, msg};
-  }
-}
-
-#define EXPECT_CHILD(outcome)                                      \
-  do {                                                             \
-    const ChildOutcome o_ = (outcome);                             \
-    if (o_.kind == ChildOutcome::skip) GTEST_SKIP() << o_.message; \
-    EXPECT_EQ(o_.kind, ChildOutcome::pass) << o_.message;          \
-  } while (0)
-
-// Removes cap from the calling process's effective set (raw capset: no
-// libcap needed). Child processes only.
-bool drop_effective_cap(int cap) {
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};
-  if (syscall(SYS_capget, &hdr, data) != 0) return false;
-  data[cap / 32].effective &= ~(1u << (cap % 32));
-  return syscall(SYS_capset, &hdr, data) == 0;
 }
 
 // ---- arguments --------------------------------------------------------------
@@ -474,24 +367,6 @@ TEST(UmemProvider, UnalignedModeTakesHigherOrders) {
 
 // ---- a packet into a pool page (bonus) ----------------------------------------
 
-int run_cmd(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return -1;
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // libbpf / libxdp messages in the child, kept for a failure message
 // instead of cluttering the test output.
 std::string g_lib_log;
@@ -505,27 +380,12 @@ int capture_log(const char* fmt, va_list ap) {
 int capture_libbpf(libbpf_print_level, const char* fmt, va_list ap) { return capture_log(fmt, ap); }
 int capture_libxdp(libxdp_print_level, const char* fmt, va_list ap) { return capture_log(fmt, ap); }
 
-void write_file(const char* path, const char* value) {
-  std::ofstream f(path);
-  f << value;
-}
-
 // In the forked child: a private network namespace with a veth pair
 // ppx0 <-> ppx1, an xsk socket in copy mode on ppx0 queue 0 on this UMEM,
 // pool pages in the fill ring, a frame sent on ppx1 through AF_PACKET.
 // Nothing leaves the namespace; it and the veths vanish with the child.
 std::string receive_into_pool_page() {
-  if (unshare(CLONE_NEWNET) != 0)
-    return std::string("SKIP: unshare(CLONE_NEWNET): ") + std::strerror(errno);
-  if (run_cmd({"ip", "-V"}) != 0) return "SKIP: iproute2 `ip` is not installed";
-  // No IPv6 autoconfiguration chatter on the new links.
-  write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
-  write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
-  if (run_cmd({"ip", "link", "add", "ppx0", "type", "veth", "peer", "name", "ppx1"}) != 0)
-    return "SKIP: cannot create a veth pair (no veth driver?)";
-  if (run_cmd({"ip", "link", "set", "ppx0", "up"}) != 0 ||
-      run_cmd({"ip", "link", "set", "ppx1", "up"}) != 0)
-    return "cannot bring the veth pair up";
+  if (std::string s = pptest::netns::enter_private_veth_pair(); !s.empty()) return s;
   // libxdp: attach the one program directly, no multiprog dispatcher (it
   // would want bpffs pins, which outlive this namespace).
   setenv("LIBXDP_SKIP_DISPATCHER", "1", 1);
@@ -627,7 +487,7 @@ std::string receive_into_pool_page() {
 
 TEST(UmemProvider, ReceivesIntoPoolPageOnVeth) {
   UMEM_REQUIRE_XDP();
-  EXPECT_CHILD(run_in_child(receive_into_pool_page, 30));
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(receive_into_pool_page, 30));
 }
 
 // ---- registration errors ---------------------------------------------------------
@@ -636,9 +496,10 @@ TEST(UmemProvider, ReceivesIntoPoolPageOnVeth) {
 // region above it is refused, and the message says how to fix it.
 TEST(UmemProvider, MemlockLimitNamedInError) {
   UMEM_REQUIRE_XDP();
-  EXPECT_CHILD(run_in_child(
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(
       []() -> std::string {
-        if (!drop_effective_cap(CAP_IPC_LOCK)) return "SKIP: cannot drop CAP_IPC_LOCK";
+        if (!pptest::netns::drop_effective_cap(CAP_IPC_LOCK))
+          return "SKIP: cannot drop CAP_IPC_LOCK";
         const rlimit rl{kMiB, kMiB};
         if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0) return "SKIP: cannot lower RLIMIT_MEMLOCK";
         try {
@@ -659,9 +520,9 @@ TEST(UmemProvider, MemlockLimitNamedInError) {
 
 TEST(UmemProvider, MissingCapNetRawNamedInError) {
   UMEM_REQUIRE_XDP();
-  EXPECT_CHILD(run_in_child(
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(
       []() -> std::string {
-        if (!drop_effective_cap(CAP_NET_RAW)) return "SKIP: cannot drop CAP_NET_RAW";
+        if (!pptest::netns::drop_effective_cap(CAP_NET_RAW)) return "SKIP: cannot drop CAP_NET_RAW";
         try {
           UmemProvider u(0, 2 * kMiB);
           return "registered a UMEM without CAP_NET_RAW";

@@ -36,7 +36,8 @@ expect_error 1 "no interface 'pp-no-such-if'" --dev xsk:pp-no-such-if
 
 # A short run of every built-in program: exit 0, JSON with exact accounting.
 for prog in drop tx redirect l3-split; do
-  out=$(timeout 60 "$fwd" --prog "$prog" --duration 0.3 --json --quiet --dev sim --dev sim --dev sim)
+  extra=$([[ $prog == tx ]] && echo --no-verify)  # one run without the stamp check
+  out=$(timeout 60 "$fwd" --prog "$prog" --duration 0.3 --json --quiet --dev sim --dev sim --dev sim $extra)
   rc=$?
   if [[ $rc -ne 0 ]] || ! jq -e '.accounting_ok and .baseline.accounting_ok and .inflight_at_exit == 0
         and .packets.rx > 0 and .packets.rx == .packets.tx + .packets.pass + .packets.dropped_total' \

@@ -54,6 +54,7 @@ struct Config {
   bool json = false;
   bool quiet = false;
   bool no_pin = false;
+  bool no_verify = false;
   std::vector<int> cpus;  // pollers' CPUs (empty: not pinned)
   int hw_cpu = -1;        // the sim hardware thread's CPU
   bool rate_set = false, size_set = false, flows_set = false, delay_set = false;
@@ -79,6 +80,7 @@ std::vector<std::unique_ptr<pf::Device>> open_devices(const Config& c) {
     o.tx_delay_ns = c.tx_delay_ns;
     o.ring_size = c.ring;
     o.hw_cpu = c.hw_cpu;
+    o.verify = !c.no_verify;
     return pf::open_sim_devices(o);
   }
   std::vector<pf::XskSpec> specs;
@@ -302,6 +304,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", c.json, "print a JSON summary on stdout (live lines go to stderr)");
   app.add_flag("--quiet", c.quiet, "no live lines");
+  app.add_flag("--no-verify", c.no_verify,
+               "sim: the hardware does not check the stamps of transmitted frames (no duplicate/corruption "
+               "proof; the wire side costs less)");
   app.add_flag("--no-pin", c.no_pin,
                "sim: do not pin the hardware thread and the pollers to CPUs of their own (pinned by default "
                "when there are enough CPUs)");

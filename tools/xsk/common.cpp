@@ -11,7 +11,10 @@
 
 #include <bpf/bpf.h>
 
+#include <CLI/CLI.hpp>
+
 #include <cerrno>
+#include <cinttypes>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +22,28 @@
 #include <mutex>
 
 namespace xt {
+
+int run_main(const char* tool, int (*run)(int, char**), int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", tool, e.what());
+    return 1;
+  }
+}
+
+int parse_cli(CLI::App& app, int argc, char** argv, const char* tool) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: %s (see --help)\n", tool, e.what());
+    return 2;
+  }
+  return -1;
+}
 
 std::atomic<bool> g_stop{false};
 
@@ -47,6 +72,12 @@ void sleep_until_s(double t) noexcept {
   ts.tv_sec = static_cast<time_t>(left);
   ts.tv_nsec = static_cast<long>((left - static_cast<double>(ts.tv_sec)) * 1e9);
   nanosleep(&ts, nullptr);
+}
+
+void ProgressLines::print(double t, std::uint64_t n) {
+  std::fprintf(stderr, "%s: t=%.0f %s=%" PRIu64 " (+%" PRIu64 ") %.3f Mpps\n", tag_, t - t0_,
+               counter_, n, n - prev_, static_cast<double>(n - prev_) / 1e6 / (t - line_t_));
+  prev_ = n;
 }
 
 unsigned ifindex_of(const std::string& name) {

@@ -1,7 +1,8 @@
 // Helpers shared by the traffic tools (pagepool-gen, pagepool-sink,
-// xsk-minfwd): stop flag, clocks, address parsing, the UDP frame they send,
+// xsk-minfwd): command line and main() plumbing, stop flag, clocks, the
+// per-second progress line, address parsing, the UDP frame they send,
 // embedded BPF objects, XDP attachment, and one-line error handling.
-// Setup-time code only: nothing here is on a per-packet path.
+// Nothing here is on a per-packet path.
 #pragma once
 
 #include <bpf/libbpf.h>
@@ -15,12 +16,25 @@
 #include <string_view>
 #include <vector>
 
+namespace CLI {
+class App;
+}  // namespace CLI
+
 namespace xt {
 
 // A failure the tool reports as one line ("tool: message") and exits 1 on.
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// main() of a tool: returns run(argc, argv); an exception escaping it is
+// reported as one line ("tool: message") and exit code 1.
+int run_main(const char* tool, int (*run)(int, char**), int argc, char** argv);
+
+// Parses the command line into app. Returns -1 to go on; otherwise the
+// tool's exit code: 0 after printing the help (--help, stdout), 2 after a
+// one-line error ("tool: message (see --help)", stderr).
+int parse_cli(CLI::App& app, int argc, char** argv, const char* tool);
 
 // Set by SIGINT/SIGTERM (install_stop_handlers); polled by the main loops.
 extern std::atomic<bool> g_stop;
@@ -30,6 +44,34 @@ void install_stop_handlers();
 double now_s() noexcept;
 // Sleeps until the monotonic time t (seconds), or returns at once.
 void sleep_until_s(double t) noexcept;
+
+// The per-second progress line of a tool's main loop, on stderr:
+//   "<tag>: t=<s> <counter>=<n> (+<since last line>) <rate> Mpps"
+// Lines start one second after t0 and come once per whole second after.
+class ProgressLines {
+ public:
+  ProgressLines(const char* tag, const char* counter, double t0, bool quiet)
+      : tag_(tag), counter_(counter), t0_(t0), line_t_(t0), next_(t0 + 1), quiet_(quiet) {}
+  // Call on each pass of the loop with the current time. When a line is
+  // due, count() gives the counter's value (only then, and never when
+  // quiet: it may cost a system call).
+  template <class CountFn>
+  void tick(double t, CountFn&& count) {
+    if (t < next_) return;
+    if (!quiet_) print(t, count());
+    line_t_ = t;
+    next_ += 1;
+  }
+
+ private:
+  void print(double t, std::uint64_t n);
+
+  const char* tag_;
+  const char* counter_;
+  double t0_, line_t_, next_;
+  std::uint64_t prev_ = 0;
+  bool quiet_;
+};
 
 // Index of interface `name` in this network namespace; throws Error naming
 // the interface and how to list the namespace's interfaces.

@@ -342,15 +342,7 @@ int run(int argc, char** argv) {
   app.add_option("--dst-port", dport, "UDP destination port")->check(CLI::Range(1u, 65535u));
   app.add_flag("--json", a.json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet,-q", a.quiet, "no per-second lines");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "pagepool-gen: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (const int rc = xt::parse_cli(app, argc, argv, "pagepool-gen"); rc >= 0) return rc;
   if (a.duration == 0 && a.count == 0 && !a.quiet)
     std::fprintf(stderr, "pagepool-gen: no --duration or --count: sending until interrupted\n");
   if (sport + a.flows - 1 > 65535) throw xt::Error("--src-port + --flows exceeds port 65535");
@@ -373,8 +365,8 @@ int run(int argc, char** argv) {
 
   const xt::LinkCounters l0 = xt::link_counters(a.dev);
   const double t0 = xt::now_s();
-  double next_line = t0 + 1, line_t = t0;
-  std::uint64_t handed = 0, line_prev = 0;
+  std::uint64_t handed = 0;
+  xt::ProgressLines lines("gen", "generated", t0, a.quiet);
   // Pacing: by time t, rate * (t - tp) frames may have gone; sends happen
   // in chunks of at least `batch` so a low rate still costs one system call
   // per batch, not per frame. After a stall (the generator descheduled) the
@@ -407,16 +399,7 @@ int run(int argc, char** argv) {
       n = std::min(n, allowed - handed);
     }
     handed += s->send(n);
-    if (t >= next_line) {
-      if (!a.quiet) {
-        const std::uint64_t g = s->generated();
-        std::fprintf(stderr, "gen: t=%.0f generated=%" PRIu64 " (+%" PRIu64 ") %.3f Mpps\n", t - t0,
-                     g, g - line_prev, static_cast<double>(g - line_prev) / 1e6 / (t - line_t));
-        line_prev = g;
-      }
-      line_t = t;
-      next_line += 1;
-    }
+    lines.tick(t, [&] { return s->generated(); });
   }
   const double t_end = xt::now_s();
   s->finish();
@@ -454,11 +437,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pagepool-gen: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return xt::run_main("pagepool-gen", run, argc, argv); }

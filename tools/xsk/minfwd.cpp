@@ -164,15 +164,7 @@ int run(int argc, char** argv) {
   app.add_option("--ready-file", ready_file, "file created once both sockets are bound");
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet", quiet, "no per-second lines");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "xsk-minfwd: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (const int rc = xt::parse_cli(app, argc, argv, "xsk-minfwd"); rc >= 0) return rc;
   if (ring & (ring - 1)) throw xt::Error("--ring must be a power of two");
   if (devs[0] == devs[1]) throw xt::Error("the two --dev must differ");
   if (frames < 4 * ring) throw xt::Error("--frames must be at least 4 x --ring (fill+RX, TX+completion, both ports)");
@@ -247,8 +239,9 @@ int run(int argc, char** argv) {
   xt::touch_ready_file(ready_file);
 
   const double t0 = xt::now_s();
-  double next_line = t0 + 1, line_t = t0, first = -1, last = -1;
-  std::uint64_t line_prev = 0, prev_fwd = 0;
+  double first = -1, last = -1;
+  std::uint64_t prev_fwd = 0;
+  xt::ProgressLines lines("minfwd", "forwarded", t0, quiet);
   for (std::uint64_t round = 0;; ++round) {
     poll_port(ports[0], ports[1], st, batch);
     poll_port(ports[1], ports[0], st, batch);
@@ -261,15 +254,7 @@ int run(int argc, char** argv) {
       last = t;
       prev_fwd = fwd;
     }
-    if (t >= next_line) {
-      if (!quiet)
-        std::fprintf(stderr, "minfwd: t=%.0f forwarded=%" PRIu64 " (+%" PRIu64 ") %.3f Mpps\n",
-                     t - t0, fwd, fwd - line_prev,
-                     static_cast<double>(fwd - line_prev) / 1e6 / (t - line_t));
-      line_prev = fwd;
-      line_t = t;
-      next_line += 1;
-    }
+    lines.tick(t, [&] { return fwd; });
     if (duration > 0 && t - t0 >= duration) break;
   }
   const double t_end = xt::now_s();
@@ -332,11 +317,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "xsk-minfwd: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return xt::run_main("xsk-minfwd", run, argc, argv); }

@@ -92,15 +92,7 @@ int run(int argc, char** argv) {
   app.add_option("--ready-file", ready_file, "file created once the program is attached");
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet,-q", quiet, "no per-second lines");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    std::fputs(app.help().c_str(), stdout);
-    return 0;
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "pagepool-sink: %s (see --help)\n", e.what());
-    return 2;
-  }
+  if (const int rc = xt::parse_cli(app, argc, argv, "pagepool-sink"); rc >= 0) return rc;
   xt::capture_lib_logs();
   if (check) return check_environment();
   if (dev_opt->count() == 0) {
@@ -128,8 +120,9 @@ int run(int argc, char** argv) {
   // Sampled every 10 ms so the active window (first to last frame) is
   // known to that precision; a line per whole second.
   const double t0 = xt::now_s();
-  double first = -1, last = -1, next_line = t0 + 1, line_t = t0;
-  SinkCounters prev{}, line_prev{};
+  double first = -1, last = -1;
+  SinkCounters prev{};
+  xt::ProgressLines lines("sink", "frames", t0, quiet);
   while (!xt::g_stop.load(std::memory_order_relaxed)) {
     usleep(10000);
     const double t = xt::now_s();
@@ -139,15 +132,7 @@ int run(int argc, char** argv) {
       last = t;
     }
     prev = c;
-    if (t >= next_line) {
-      if (!quiet)
-        std::fprintf(stderr, "sink: t=%.0f frames=%" PRIu64 " (+%" PRIu64 ") %.3f Mpps\n", t - t0,
-                     c.frames, c.frames - line_prev.frames,
-                     static_cast<double>(c.frames - line_prev.frames) / 1e6 / (t - line_t));
-      line_prev = c;
-      line_t = t;
-      next_line += 1;
-    }
+    lines.tick(t, [&] { return c.frames; });
     if (duration > 0 && t - t0 >= duration) break;
     if (idle_exit > 0 && last > 0 && t - last >= idle_exit) break;
   }
@@ -174,11 +159,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pagepool-sink: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return xt::run_main("pagepool-sink", run, argc, argv); }
