@@ -678,6 +678,12 @@ class XskDevice final : public Device {
   std::uint32_t tx_budget_ = 0;
   xsk_socket* xsk_ = nullptr;
   int fd_ = -1;
+  // Per UMEM frame: kFree, kPosted (on the fill ring) or kInTx (on the TX
+  // ring). Relaxed loads and stores: a frame's byte is written by the
+  // thread that hands the frame to the kernel (fill: the poller; tx: the
+  // tx_lock holder) before the ring submit (libxdp's release barrier), and
+  // read by the poller after the RX/completion peek (its acquire barrier)
+  // that returns the same frame, so the kernel's ring hand-off orders them.
   const std::unique_ptr<std::atomic<std::uint8_t>[]> held_;
 
   // ---- polling thread -----------------------------------------------------------------
