@@ -785,7 +785,7 @@ std::vector<std::unique_ptr<Device>> open_xsk_devices(const std::vector<XskSpec>
   uo.fill_size = o.ring_size;
   uo.comp_size = o.ring_size;
   uo.frame_headroom = o.frame_headroom;
-  auto umem = std::make_shared<UmemProvider>(0, bytes, -1, uo);
+  std::shared_ptr<UmemProvider> umem;  // made with the first socket, below
 
   std::map<std::string, std::shared_ptr<XdpProgram>> progs;
   for (const auto& [name, e] : ifs)
@@ -805,12 +805,17 @@ std::vector<std::unique_ptr<Device>> open_xsk_devices(const std::vector<XskSpec>
                          o.ring_size, o.tx_budget ? o.tx_budget : o.ring_size};
     for (int t = 0;; ++t) {
       try {
+        if (!umem) umem = std::make_shared<UmemProvider>(0, bytes, -1, uo);
         devs.push_back(std::make_unique<XskDevice>(ss, umem, progs[specs[i].ifname]));
         break;
       } catch (const std::system_error& e) {
-        // The others are sockets of their own: a failed bind leaves nothing
-        // behind, so a queue still busy is simply tried again.
-        if (i == 0 || e.code().value() != EBUSY || t + 1 >= kBusyTries) throw;
+        // A queue still busy (released by the kernel a moment after the
+        // probe's socket, when the probe bound) is tried again. The others
+        // are sockets of their own: a failed bind leaves nothing behind.
+        // The first is the UMEM's own socket, which a failed bind leaves
+        // unusable: it is tried again on a fresh UMEM.
+        if (e.code().value() != EBUSY || t + 1 >= kBusyTries) throw;
+        if (i == 0) umem.reset();
         usleep(kBusyPauseUs);
       }
     }

@@ -210,11 +210,14 @@ PoolPtr make_pool(const Device& d, const char* name) {
 // socket on ppx1 receives it into a posted page of its pool. Checks the
 // shared provider, the headroom, the frame bytes, the counters, and that
 // reclaim hands back exactly the pages still posted, so both pools end at
-// inflight 0.
-std::string one_frame_through_veth() {
+// inflight 0. `bind`: kAuto probes zero-copy first; kCopy binds copy mode
+// straight away (its probe socket binds, and the queue stays busy a moment
+// after it closes: the first socket must wait that out on a fresh UMEM).
+std::string one_frame_through_veth(XskBind bind) {
   if (std::string s = private_veth_pair(); !s.empty()) return s;
   XskOptions o;
   o.ring_size = 256;
+  o.bind = bind;
   auto devs = open_xsk_devices({{"ppx0", 0}, {"ppx1", 0}}, o);
   if (devs.size() != 2) return "expected 2 devices";
   Device& tx = *devs[0];
@@ -327,7 +330,11 @@ std::string one_frame_through_veth() {
 }
 
 TEST(XskDevice, OneFrameThroughVethAndReclaim) {
-  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child(one_frame_through_veth, 60));
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child([] { return one_frame_through_veth(XskBind::kAuto); }, 60));
+}
+
+TEST(XskDevice, OneFrameThroughVethInCopyModeAsked) {
+  PPTEST_EXPECT_CHILD(pptest::netns::run_in_child([] { return one_frame_through_veth(XskBind::kCopy); }, 60));
 }
 
 }  // namespace

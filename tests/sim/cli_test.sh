@@ -33,6 +33,9 @@ expect_error 2 "shape the sim's traffic" --dev xsk:lo --rate 1
 expect_error 2 "needs sim devices" --dev xsk:lo --baseline malloc
 expect_error 2 "--baseline" --baseline jemalloc
 expect_error 1 "no interface 'pp-no-such-if'" --dev xsk:pp-no-such-if
+expect_error 2 "apply to xsk devices only" --xsk-ring 512
+expect_error 2 "--xsk-ring 100: a power of two" --dev xsk:lo --xsk-ring 100
+expect_error 2 "--xsk-bind" --dev xsk:lo --xsk-bind fast
 
 # A short run of every built-in program: exit 0, JSON with exact accounting.
 for prog in drop tx redirect l3-split; do

@@ -55,6 +55,9 @@ struct Config {
   bool quiet = false;
   bool no_pin = false;
   bool no_verify = false;
+  std::uint32_t xsk_ring = 2048;
+  std::string xsk_bind = "auto", xsk_attach = "auto";
+  bool xsk_set = false;
   std::vector<int> cpus;  // pollers' CPUs (empty: not pinned)
   int hw_cpu = -1;        // the sim hardware thread's CPU
   bool rate_set = false, size_set = false, flows_set = false, delay_set = false;
@@ -85,7 +88,15 @@ std::vector<std::unique_ptr<pf::Device>> open_devices(const Config& c) {
   }
   std::vector<pf::XskSpec> specs;
   for (auto& d : c.devs) specs.push_back(pf::parse_xsk_spec(std::string_view(d).substr(4)));
-  return pf::open_xsk_devices(specs);
+  pf::XskOptions xo;
+  xo.ring_size = c.xsk_ring;
+  xo.bind = c.xsk_bind == "copy"       ? pf::XskBind::kCopy
+            : c.xsk_bind == "zerocopy" ? pf::XskBind::kZeroCopy
+                                       : pf::XskBind::kAuto;
+  xo.attach = c.xsk_attach == "native"    ? pf::XskAttach::kNative
+              : c.xsk_attach == "generic" ? pf::XskAttach::kGeneric
+                                          : pf::XskAttach::kAuto;
+  return pf::open_xsk_devices(specs, xo);
 }
 
 struct Snapshot {
@@ -307,6 +318,16 @@ int main(int argc, char** argv) {
   app.add_flag("--no-verify", c.no_verify,
                "sim: the hardware does not check the stamps of transmitted frames (no duplicate/corruption "
                "proof; the wire side costs less)");
+  auto* o_xring = app.add_option("--xsk-ring", c.xsk_ring, "xsk: entries of every AF_XDP ring (power of two)")
+                      ->check(CLI::Range(64, 65536))
+                      ->capture_default_str();
+  auto* o_xbind = app.add_option("--xsk-bind", c.xsk_bind, "xsk: auto (zero-copy, else copy), copy or zerocopy")
+                      ->check(CLI::IsMember({"auto", "copy", "zerocopy"}))
+                      ->capture_default_str();
+  auto* o_xattach =
+      app.add_option("--xsk-attach", c.xsk_attach, "xsk: XDP program mode: auto (native, else generic), native, generic")
+          ->check(CLI::IsMember({"auto", "native", "generic"}))
+          ->capture_default_str();
   app.add_flag("--no-pin", c.no_pin,
                "sim: do not pin the hardware thread and the pollers to CPUs of their own (pinned by default "
                "when there are enough CPUs)");
@@ -321,6 +342,7 @@ int main(int argc, char** argv) {
   c.size_set = o_size->count() > 0;
   c.flows_set = o_flows->count() > 0;
   c.delay_set = o_delay->count() > 0;
+  c.xsk_set = o_xring->count() + o_xbind->count() + o_xattach->count() > 0;
 
   if (c.devs.empty()) c.devs = {"sim", "sim"};
   bool any_sim = false, any_xsk = false;
@@ -337,6 +359,9 @@ int main(int argc, char** argv) {
   if (any_xsk && (c.rate_set || c.size_set || c.flows_set || c.delay_set))
     fail("--rate, --size, --flows and --tx-delay shape the sim's traffic; with xsk devices the traffic comes "
          "from the interfaces (see scripts/netns-demo.sh)");
+  if (any_sim && c.xsk_set) fail("--xsk-ring, --xsk-bind and --xsk-attach apply to xsk devices only");
+  if (any_xsk && (c.xsk_ring & (c.xsk_ring - 1)))
+    fail("--xsk-ring " + std::to_string(c.xsk_ring) + ": a power of two in 64..65536");
   if (c.baseline.empty()) c.baseline = any_sim ? "malloc" : "none";
   if (any_xsk && c.baseline == "malloc")
     fail("--baseline malloc needs sim devices: AF_XDP can only receive into UMEM pages");
