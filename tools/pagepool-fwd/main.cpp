@@ -445,11 +445,13 @@ int main(int argc, char** argv) {
     std::cout << j.dump(2) << std::endl;
   } else {
     summary(c, pool, base);
-    if (base)
-      std::printf("  pool vs malloc baseline: %.2fx the rx rate (median of %zu interleaved run%s each: "
+    if (base && pool_rx.size() == 1)
+      std::printf("  pool vs malloc baseline: %.2fx the rx rate (%.2f vs %.2f Mpps; --repeat N for medians)\n",
+                  base_med > 0 ? pool_med / base_med : 0.0, pool_med, base_med);
+    else if (base)
+      std::printf("  pool vs malloc baseline: %.2fx the rx rate (medians of %zu interleaved runs each: "
                   "%.2f vs %.2f Mpps)\n",
-                  base_med > 0 ? pool_med / base_med : 0.0, pool_rx.size(), pool_rx.size() > 1 ? "s" : "",
-                  pool_med, base_med);
+                  base_med > 0 ? pool_med / base_med : 0.0, pool_rx.size(), pool_med, base_med);
     if (!all_ok) std::printf("  accounting FAILED in at least one run (exit 3)\n");
   }
   return all_ok ? 0 : 3;
