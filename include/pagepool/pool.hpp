@@ -154,7 +154,7 @@ class Pool {
   // is the owner, else into the return ring (released if the ring is full).
   void put_page(Page* p, std::int32_t dma_sync_size, bool allow_direct);
   // put_page(p, -1, true) for n pages, which may belong to different pools
-  // (any pool's name reaches it; also pagepool::put_pages_bulk); runs of
+  // (callable through any pool, or as pagepool::put_pages_bulk); runs of
   // pages of one pool go to its ring in one handover.
   static void put_pages_bulk(Page* const* pages, std::size_t n);
   // Drops the caller's reference; at the last one the page leaves the pool
