@@ -25,7 +25,8 @@
 #include <thread>
 
 #include "devices/spsc_ring.hpp"
-#include "fwd/idle.hpp"
+#include "fwd/polling.hpp"
+#include "pagepool/pool.hpp"
 
 namespace pagepool::fwd {
 namespace {
@@ -40,11 +41,6 @@ constexpr std::uint32_t kMaxFrame = kBufBytes - kHeadroom;
 constexpr std::uint32_t kBatch = 64;     // descriptors the hardware moves per queue per pass
 constexpr std::uint32_t kStamp = 16;     // (port << 48 | seq, check word) at the frame's end
 constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << 48) - 1;
-std::uint64_t now_ns() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return std::uint64_t(ts.tv_sec) * 1'000'000'000u + std::uint64_t(ts.tv_nsec);
-}
 
 // splitmix64's finaliser: the check word and the generator's randomness.
 std::uint64_t mix64(std::uint64_t x) noexcept {
@@ -127,25 +123,10 @@ void write_frame(std::uint8_t* f, std::uint32_t len, const FlowHeader& h, std::u
   std::memcpy(f + len - kStamp + 8, &chk, 8);
 }
 
-class SpinLock {
- public:
-  void lock() noexcept {
-    // Acquire: pairs with unlock()'s release; the holder's ring writes are seen.
-    while (f_.exchange(true, std::memory_order_acquire))
-      while (f_.load(std::memory_order_relaxed)) __builtin_ia32_pause();
-  }
-  void unlock() noexcept { f_.store(false, std::memory_order_release); }
-
- private:
-  std::atomic<bool> f_{false};
-};
-
-// A counter with one writer at a time (relaxed load + store), read anywhere.
-struct Count {
-  std::atomic<std::uint64_t> v{0};
-  void add(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
-};
+using detail::now_ns;
+using detail::SpinLock;
+// Counters with one writer at a time, read anywhere.
+using Count = pagepool::detail::Counter;
 
 struct Port {
   Port(std::uint32_t i, const SimOptions& o)

@@ -35,6 +35,8 @@
 #include "pagepool/pagepool.hpp"
 #include "pagepool/providers/umem.hpp"
 
+#include "fwd/polling.hpp"
+
 #ifndef XDP_MAX_TX_SKB_BUDGET
 #define XDP_MAX_TX_SKB_BUDGET 9  // Linux 6.17 uapi (linux/if_xdp.h)
 #endif
@@ -262,32 +264,7 @@ class XdpProgram {
 
 // ---- the device ------------------------------------------------------------------
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-// tx() callers are other devices' polling threads: short critical
-// sections, one per batch, rarely contended. A spinning lock costs one
-// atomic exchange when free.
-class SpinLock {
- public:
-  void lock() noexcept {
-    while (locked_.exchange(true, std::memory_order_acquire))
-      while (locked_.load(std::memory_order_relaxed)) cpu_relax();
-  }
-  bool try_lock() noexcept {
-    return !locked_.load(std::memory_order_relaxed) &&
-           !locked_.exchange(true, std::memory_order_acquire);
-  }
-  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
-
- private:
-  std::atomic<bool> locked_{false};
-};
+using detail::SpinLock;
 
 // Who holds a UMEM frame, from this device's point of view. Written by the
 // polling thread (posted, and back to free at RX / completion) and by
@@ -297,15 +274,9 @@ class SpinLock {
 // array race-free for the compiler and TSan.
 enum : std::uint8_t { kFree = 0, kPosted = 1, kInTx = 2 };
 
-// One relaxed counter with a single writer at a time (the polling thread,
-// or tx() under the lock): a load and a store, no locked instruction.
-struct Counter {
-  std::atomic<std::uint64_t> v{0};
-  void add(std::uint64_t n) noexcept {
-    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
-  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
-};
+// Counters with a single writer at a time (the polling thread, or tx()
+// under the lock).
+using Counter = pagepool::detail::Counter;
 
 struct SocketSetup {
   std::string ifname;

@@ -3,7 +3,7 @@
 // kBudget frames; setup and shutdown are the rest.
 #include "pagepool/fwd/forwarder.hpp"
 
-#include "fwd/idle.hpp"
+#include "fwd/polling.hpp"
 
 #include <pthread.h>
 #include <sched.h>
@@ -21,13 +21,9 @@ namespace {
 // budget, and the batch every device call is sized for.
 constexpr std::uint32_t kBudget = 64;
 
-// Single-writer counter: only its polling thread adds (relaxed load + store,
-// no locked RMW); any thread reads it with a relaxed load.
-struct Count {
-  std::atomic<std::uint64_t> v{0};
-  void add(std::uint64_t n) noexcept { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
-};
+// Per-thread counters: pagepool::detail::Counter, single writer (the
+// polling thread), read anywhere.
+using Count = pagepool::detail::Counter;
 
 }  // namespace
 

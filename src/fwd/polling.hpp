@@ -1,0 +1,79 @@
+// pagepool: what the forwarding path's busy-polling threads (forwarder
+// pollers, the sim's hardware thread) and the devices' TX producers share:
+// a clock, the idle back-off and a spinlock. Internal to src/.
+//
+// IdleBackoff: how a busy-polling thread waits when it finds no work.
+// It keeps polling, yielding the CPU between polls, for kSpinNs after the
+// last work it found: a loaded pipeline always has work within a few
+// microseconds, so it never sleeps. After that the queues are idle and it
+// naps kNapNs per poll, so an idle forwarder costs little CPU; the first
+// frame after a pause then waits one nap (tens of µs; a 1024-entry ring
+// absorbs that). Counting empty polls instead of time fails when both ends
+// of a queue poll fast: each empties the other's work in fewer polls than
+// the limit, both start napping, and they stay in step at one batch a nap.
+#pragma once
+
+#include <sched.h>
+#include <time.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace pagepool::fwd::detail {
+
+inline std::uint64_t now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::uint64_t(ts.tv_sec) * 1'000'000'000u + std::uint64_t(ts.tv_nsec);
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// A device's tx() callers are other devices' polling threads: short
+// critical sections, one per batch, rarely contended. Free, it costs one
+// atomic exchange.
+class SpinLock {
+ public:
+  void lock() noexcept {
+    // Acquire: pairs with unlock()'s release; the last holder's ring writes
+    // are seen.
+    while (locked_.exchange(true, std::memory_order_acquire))
+      while (locked_.load(std::memory_order_relaxed)) cpu_relax();
+  }
+  bool try_lock() noexcept {
+    return !locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+class IdleBackoff {
+ public:
+  static constexpr std::uint64_t kSpinNs = 1'000'000;  // 1 ms of idle polling
+  static constexpr long kNapNs = 20'000;
+
+  void work() noexcept { idle_since_ = 0; }
+  void idle() noexcept {
+    const std::uint64_t now = now_ns();
+    if (!idle_since_) idle_since_ = now;
+    if (now - idle_since_ < kSpinNs) {
+      sched_yield();
+    } else {
+      timespec ts{0, kNapNs};
+      nanosleep(&ts, nullptr);
+    }
+  }
+
+ private:
+  std::uint64_t idle_since_ = 0;  // 0: the last poll found work
+};
+
+}  // namespace pagepool::fwd::detail
