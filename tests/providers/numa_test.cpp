@@ -353,7 +353,7 @@ TEST(NumaRefill, StealWaivesForeignPages) {
   expect_nodes(got, 0);
   EXPECT_MOVED(w, {.fast = 19, .refill = 1, .waive = 20, .steal = 40, .ring = 40, .release = 20});
   EXPECT_CONSISTENT(c.pool, 128 - 40 + 20);
-  t.stop();
+  t.exit();
   put_all(got);
   put_all(slice(pages, 20, 64));
   put_all(slice(pages, 84, 128));

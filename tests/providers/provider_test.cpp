@@ -106,7 +106,7 @@ TEST(ProviderContract, MapOncePerEntryRecyclingNeverMaps) {
     EXPECT_EQ(c.log->alloc_pages.load(), 256u);
     for (Page* p : pages) EXPECT_EQ(pagepool::page_dma_addr(p), c.log->dma_of(p).value_or(0));
     expect_mapping_balanced(*c.pool, *c.log);
-    parked.stop();
+    parked.exit();
   }
   put_all(pages);
   pagepool::flush_thread();
@@ -322,7 +322,7 @@ TEST(Returns, NonOwnerPutIsBatchedUntilFlushThread) {
   l = expect_consistent(*c.pool, 54);
   EXPECT_EQ(l.pending, 0u);
   EXPECT_EQ(l.ring, 10u);
-  t.stop();
+  t.exit();
   put_all(slice(pages, 10, 64));
   c.pool.reset();
   EXPECT_ALL_RETURNED(c.log);
@@ -353,7 +353,7 @@ TEST(Returns, StarvedOwnerStealsALiveThreadsBatch) {
   EXPECT_MOVED(w, {.refill = 1, .steal = 10, .ring = 10});
   EXPECT_EQ(c.log->alloc_pages.load(), 64u);
   EXPECT_CONSISTENT(c.pool, 55);
-  t.stop();
+  t.exit();
   pagepool::put_page(p);
   put_all(slice(pages, 10, 64));
   c.pool.reset();
@@ -471,8 +471,8 @@ TEST_P(Teardown, PendingBatchOfALiveThread) {
   EXPECT_TRUE(c.provider.expired());
   EXPECT_ALL_RETURNED(c.log);
   t.run([] { pagepool::flush_thread(); });
-  t.stop();
-  u.stop();  // exits without flushing first
+  t.exit();
+  u.exit();  // exits without flushing first
   EXPECT_ALL_RETURNED(c.log);
 }
 
@@ -505,7 +505,7 @@ TEST_P(Teardown, PendingBatchAndPagesOutOnALiveThread) {
       EXPECT_EQ(c.log->release_pages.load(), i + 1);
     }
   });
-  t.stop();
+  t.exit();
   on_other_thread([&] { put_all(slice(pages, 40, 64)); });
   EXPECT_TRUE(c.provider.expired());
   EXPECT_ALL_RETURNED(c.log);
@@ -596,7 +596,7 @@ TEST_P(Teardown, EverythingAtOnce) {
   EXPECT_FALSE(c.provider.expired());
   pagepool::put_page(frag);
   EXPECT_TRUE(c.provider.expired());
-  t.stop();
+  t.exit();
   pagepool::flush_thread();
   EXPECT_ALL_RETURNED(c.log);
 }

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "common/pool_test_util.hpp"
+#include "common/threads.hpp"
 #include "pagepool/pagepool.hpp"
 
 namespace ppprov {
@@ -450,61 +451,10 @@ inline std::vector<Page*> slice(const std::vector<Page*>& v, std::size_t from, s
                             v.begin() + static_cast<std::ptrdiff_t>(to));
 }
 
-// Runs f on a new thread and waits for it (the join orders everything; the
-// thread's exit hands its pending returns over).
-template <class F>
-void on_other_thread(F&& f) {
-  std::thread t(std::forward<F>(f));
-  t.join();
-}
-
+using pptest::common::on_other_thread;
 // A thread that runs steps on request and stays alive between them, so the
 // pages it put stay in its pending batch until it flushes or exits.
-class Parked {
- public:
-  Parked() : t_([this] { loop(); }) {}
-  ~Parked() { stop(); }
-  Parked(const Parked&) = delete;
-  Parked& operator=(const Parked&) = delete;
-
-  // Runs f on the parked thread and waits until it has run.
-  void run(std::function<void()> f) {
-    std::unique_lock lock(mu_);
-    job_ = std::move(f);
-    cv_.notify_all();
-    cv_.wait(lock, [&] { return !job_; });
-  }
-  // Lets the thread exit (its exit hands pending returns over) and joins.
-  void stop() {
-    if (!t_.joinable()) return;
-    {
-      std::lock_guard lock(mu_);
-      quit_ = true;
-      cv_.notify_all();
-    }
-    t_.join();
-  }
-
- private:
-  void loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [&] { return quit_ || job_; });
-      if (job_) {
-        job_();
-        job_ = nullptr;
-        cv_.notify_all();
-        continue;
-      }
-      return;
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::function<void()> job_;
-  bool quit_ = false;
-  std::thread t_;
-};
+using Parked = pptest::common::Worker;
 
 // ---- /proc/self/smaps ----------------------------------------------------------------
 

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/threads.hpp"
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -52,66 +54,8 @@ inline pagepool::Levels expect_consistent(const Pool& pool) {
   } while (0)
 
 
-// Runs f on a new thread and waits for it (the join orders everything).
-// The thread exits afterwards, which hands over its pending returns.
-template <class F>
-void on_other_thread(F&& f) {
-  std::thread t(std::forward<F>(f));
-  t.join();
-}
-
-// A thread that stays alive between jobs, so the pages it put stay pending
-// in its batch slots until it flushes, exits or the owner steals them.
-// run() executes a job on it and waits for it to finish (a mutex handoff
-// orders the job after everything before run() and before everything after).
-class Worker {
- public:
-  Worker() : t_([this] { loop(); }) {}
-  ~Worker() { exit(); }
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
-
-  void run(std::function<void()> f) {
-    std::unique_lock lk(mu_);
-    job_ = std::move(f);
-    busy_ = true;
-    cv_.notify_all();
-    cv_.wait(lk, [&] { return !busy_; });
-  }
-  // Ends the thread (running its exit-time flush) and joins it.
-  void exit() {
-    if (!t_.joinable()) return;
-    {
-      std::lock_guard lk(mu_);
-      quit_ = true;
-    }
-    cv_.notify_all();
-    t_.join();
-  }
-
- private:
-  void loop() {
-    std::unique_lock lk(mu_);
-    for (;;) {
-      cv_.wait(lk, [&] { return busy_ || quit_; });
-      if (busy_) {
-        std::function<void()> f = std::move(job_);
-        lk.unlock();
-        f();
-        lk.lock();
-        busy_ = false;
-        cv_.notify_all();
-      } else {
-        return;
-      }
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::function<void()> job_;
-  bool busy_ = false, quit_ = false;
-  std::thread t_;  // last: starts after the fields it uses
-};
+using common::on_other_thread;
+using common::Worker;
 
 // Each test starts with the main thread holding no batch slots: pages a
 // previous test left pending there are handed over (to that test's pool, long
