@@ -137,6 +137,37 @@ void BM_Bulk64(benchmark::State& st) {
 }
 BENCHMARK(BM_Bulk64);
 
+// No allocator: what pagepool-bench's S2b does to its 32 buffers (an 8-byte
+// tag written into each one's first cache line, then every tag read back),
+// with the buffers `stride` bytes apart. At 4096 every tag line falls in the
+// same L1 set and the loads alias the stores 4 KiB away; at 4160 (DPDK's
+// element size for a 4 KiB object) they spread over 32 sets. The difference
+// is what any page-aligned allocator pays in S2b on top of its own cost.
+void BM_Tag32(benchmark::State& st) {
+  const auto stride = static_cast<std::size_t>(st.range(0));
+  std::vector<std::byte> mem(stride * 32 + pagepool::kPageSize);
+  std::byte* base = reinterpret_cast<std::byte*>(
+      (reinterpret_cast<std::uintptr_t>(mem.data()) + pagepool::kPageSize - 1) &
+      ~(pagepool::kPageSize - 1));
+  std::uint64_t seq = 0;
+  TscScope t(st);
+  for (auto _ : st) {
+    for (std::size_t k = 0; k < 32; ++k) {
+      const std::uint64_t v = seq + k;
+      std::memcpy(base + k * stride, &v, sizeof v);
+    }
+    benchmark::ClobberMemory();
+    for (std::size_t k = 0; k < 32; ++k) {
+      std::uint64_t v;
+      std::memcpy(&v, base + k * stride, sizeof v);
+      if (v != seq + k) st.SkipWithError("tag overwritten");
+    }
+    seq += 32;
+  }
+  st.SetItemsProcessed(st.iterations() * 32);
+}
+BENCHMARK(BM_Tag32)->Arg(4096)->Arg(4160);
+
 // The page allocator's analogue: a fresh page from the kernel (mmap,
 // faulted in by MAP_POPULATE) and back (munmap) for every buffer.
 void BM_PageAllocator(benchmark::State& st) {

@@ -266,6 +266,12 @@ std::uint32_t Pool::refill_from_provider() {
     cache_[kept++] = p;
   }
   if (nrefused) prov_->release_bulk(refused, nrefused);
+  // The provider hands out pages in address order; the cache pops from the
+  // top, so reversed they leave in that order too. A working set that
+  // cycles through its pages then walks their descriptors and data upwards,
+  // a stream the hardware prefetcher follows (S6 at 1M pages out: 34 -> 17 ns
+  // per step); descending within each refill it did not.
+  std::reverse(cache_, cache_ + kept);
   if (kept) {
     hold_.add(kept);
     state_.fetch_add(std::uint64_t{kept} << 1, std::memory_order_acq_rel);

@@ -60,12 +60,12 @@ class PagePool {
   void release(Local&) {}
   void bind_owner() { pool_->bind_owner(); }
 
-  Buf get(Local&) { return pool_->alloc_page(); }
-  void put(Local&, Buf p) { pagepool::put_page(p); }
-  void put_owner(Local&, Buf p) { pool_->recycle_direct(p); }
-  std::size_t get_bulk(Local&, Buf* out, std::size_t n) { return pool_->alloc_pages_bulk(out, n); }
-  void put_bulk(Local&, Buf* in, std::size_t n) { pool_->put_pages_bulk(in, n); }
-  static std::byte* data(Buf p) { return static_cast<std::byte*>(pagepool::page_address(p)); }
+  PPB_HOT Buf get(Local&) { return pool_->alloc_page(); }
+  PPB_HOT void put(Local&, Buf p) { pagepool::put_page(p); }
+  PPB_HOT void put_owner(Local&, Buf p) { pool_->recycle_direct(p); }
+  PPB_HOT std::size_t get_bulk(Local&, Buf* out, std::size_t n) { return pool_->alloc_pages_bulk(out, n); }
+  PPB_HOT void put_bulk(Local&, Buf* in, std::size_t n) { pool_->put_pages_bulk(in, n); }
+  PPB_HOT static std::byte* data(Buf p) { return static_cast<std::byte*>(pagepool::page_address(p)); }
 
   pagepool::Pool& pool() { return *pool_; }
 
@@ -82,18 +82,18 @@ struct PlainPeer {
   Local local() { return {}; }
   void release(Local&) {}
   void bind_owner() {}
-  void put_owner(Local& l, Buf b) { static_cast<D*>(this)->put(l, b); }
-  std::size_t get_bulk(Local&, Buf*, std::size_t) { return 0; }
-  void put_bulk(Local&, Buf*, std::size_t) {}
-  static std::byte* data(Buf b) { return static_cast<std::byte*>(b); }
+  PPB_HOT void put_owner(Local& l, Buf b) { static_cast<D*>(this)->put(l, b); }
+  PPB_HOT std::size_t get_bulk(Local&, Buf*, std::size_t) { return 0; }
+  PPB_HOT void put_bulk(Local&, Buf*, std::size_t) {}
+  PPB_HOT static std::byte* data(Buf b) { return static_cast<std::byte*>(b); }
 };
 
 // glibc malloc: page-aligned 4 KiB blocks, as an application wanting
 // DMA-able buffers would ask for them.
 struct Glibc : PlainPeer<Glibc> {
   explicit Glibc(const Setup&) {}
-  Buf get(Local&) { return std::aligned_alloc(kBuf, kBuf); }
-  void put(Local&, Buf b) { std::free(b); }
+  PPB_HOT Buf get(Local&) { return std::aligned_alloc(kBuf, kBuf); }
+  PPB_HOT void put(Local&, Buf b) { std::free(b); }
   static void trim() { malloc_trim(0); }
 };
 
@@ -101,11 +101,11 @@ struct Glibc : PlainPeer<Glibc> {
 // buffer (mmap; faulted in by the tag write) and back (munmap).
 struct Mmap : PlainPeer<Mmap> {
   explicit Mmap(const Setup&) {}
-  Buf get(Local&) {
+  PPB_HOT Buf get(Local&) {
     void* p = mmap(nullptr, kBuf, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? nullptr : p;
   }
-  void put(Local&, Buf b) { munmap(b, kBuf); }
+  PPB_HOT void put(Local&, Buf b) { munmap(b, kBuf); }
 };
 
 // ---- dlopen'ed malloc replacements ------------------------------------------------
@@ -145,12 +145,12 @@ struct DlPeer : PlainPeer<DlPeer<K>> {
   using Buf = void*;
   using Local = typename PlainPeer<DlPeer<K>>::Local;
   DlPeer(const Setup&, const DlFns& f) : f_(f) {}
-  Buf get(Local&) {
+  PPB_HOT Buf get(Local&) {
     if constexpr (K == Dl::jemalloc) return f_.mallocx(kBuf, kJemallocAlign4K);
     if constexpr (K == Dl::mimalloc) return f_.mi_malloc_aligned(kBuf, kBuf);
     if constexpr (K == Dl::tcmalloc) return f_.tc_memalign(kBuf, kBuf);
   }
-  void put(Local&, Buf b) {
+  PPB_HOT void put(Local&, Buf b) {
     if constexpr (K == Dl::jemalloc) f_.dallocx(b, 0);
     if constexpr (K == Dl::mimalloc) f_.mi_free(b);
     if constexpr (K == Dl::tcmalloc) f_.tc_free(b);

@@ -54,20 +54,20 @@ class Dpdk {
   }
   void bind_owner() {}
 
-  Buf get(Local& l) {
+  PPB_HOT Buf get(Local& l) {
     void* o;
     return rte_mempool_generic_get(mp_, &o, 1, l.c) == 0 ? o : nullptr;
   }
-  void put(Local& l, Buf b) { rte_mempool_generic_put(mp_, &b, 1, l.c); }
-  void put_owner(Local& l, Buf b) { put(l, b); }
+  PPB_HOT void put(Local& l, Buf b) { rte_mempool_generic_put(mp_, &b, 1, l.c); }
+  PPB_HOT void put_owner(Local& l, Buf b) { put(l, b); }
   // All or nothing, as rte_mempool_get_bulk is.
-  std::size_t get_bulk(Local& l, Buf* out, std::size_t n) {
+  PPB_HOT std::size_t get_bulk(Local& l, Buf* out, std::size_t n) {
     return rte_mempool_generic_get(mp_, out, static_cast<unsigned>(n), l.c) == 0 ? n : 0;
   }
-  void put_bulk(Local& l, Buf* in, std::size_t n) {
+  PPB_HOT void put_bulk(Local& l, Buf* in, std::size_t n) {
     rte_mempool_generic_put(mp_, in, static_cast<unsigned>(n), l.c);
   }
-  static std::byte* data(Buf b) { return static_cast<std::byte*>(b); }
+  PPB_HOT static std::byte* data(Buf b) { return static_cast<std::byte*>(b); }
 
  private:
   rte_mempool* mp_;

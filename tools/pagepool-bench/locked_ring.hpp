@@ -67,7 +67,7 @@ class LockedRing {
   void bind_owner() { pool_->bind_owner(); }
 
   // Owner only (page_pool_alloc_pages).
-  Buf get(Local&) {
+  PPB_HOT Buf get(Local&) {
     if (count_ == 0) [[unlikely]] {
       if (!refill()) return nullptr;
     }
@@ -77,15 +77,15 @@ class LockedRing {
     return p;
   }
   // Any thread (page_pool_put_page with allow_direct when on the owner).
-  void put(Local&, Buf p) {
+  PPB_HOT void put(Local&, Buf p) {
     if (drop_ref(p)) recycle(p, pool_->is_owner());
   }
   // Owner (page_pool_recycle_direct).
-  void put_owner(Local&, Buf p) {
+  PPB_HOT void put_owner(Local&, Buf p) {
     if (drop_ref(p)) recycle(p, true);
   }
 
-  std::size_t get_bulk(Local& l, Buf* out, std::size_t n) {
+  PPB_HOT std::size_t get_bulk(Local& l, Buf* out, std::size_t n) {
     std::size_t i = 0;
     for (; i < n; ++i)
       if (!(out[i] = get(l))) break;
@@ -93,7 +93,7 @@ class LockedRing {
   }
   // page_pool_put_page_bulk: one producer-lock hold for the whole batch,
   // never into the cache; what does not fit is released.
-  void put_bulk(Local&, Buf* in, std::size_t n) {
+  PPB_HOT void put_bulk(Local&, Buf* in, std::size_t n) {
     std::size_t k = 0;
     for (std::size_t i = 0; i < n; ++i)
       if (drop_ref(in[i])) in[k++] = in[i];
@@ -104,7 +104,7 @@ class LockedRing {
     prod_lock_.unlock();
     for (; i < k; ++i) give_back(in[i]);
   }
-  static std::byte* data(Buf p) { return static_cast<std::byte*>(pagepool::page_address(p)); }
+  PPB_HOT static std::byte* data(Buf p) { return static_cast<std::byte*>(pagepool::page_address(p)); }
 
   // Owner (or after every other thread stopped): every page in the cache and
   // the ring back to the pool.
