@@ -250,10 +250,20 @@ class Pool {
   // ---- owner-written, hot --------------------------------------------------
   // Cache count; atomic only so stats readers may load it (relaxed).
   alignas(detail::kCacheLine) std::atomic<std::uint32_t> count_{0};
-  // Allocations allowed before max_inflight must be re-checked on the slow
-  // path; ~0 without a cap. Owner-private.
-  std::uint64_t budget_;
-  detail::Counter fast_, cached_;
+  // The fast path pops only while count_ > floor_. Always 0 without
+  // max_inflight. With it, the slow path sets floor_ = count_ - (allocations
+  // the cap still allows); a direct recycle then adds one to count_ and one
+  // to the allowance alike, so count_ - floor_ never exceeds the allowance
+  // until the next slow path recomputes it. Other moves out of the cache
+  // (spill, waive) only lower count_: the safe side. Owner-private.
+  std::uint32_t floor_ = 0;
+  // recycle.cached: pages that entered the cache by a direct recycle.
+  // alloc.fast is not counted where it happens: it is derived (stats()) as
+  // cached_ + moved_ - count_ - the slow path's allocations, moved_ being
+  // the net of every other move into or out of the cache (refills and
+  // steals in; spills and waives out; modulo 2^64). The fast path's only
+  // counter is then cached_, on the recycle side.
+  detail::Counter cached_, moved_;
   Page* cache_[kCacheSize];
 
   // ---- owner-written, slow path -------------------------------------------
@@ -297,14 +307,12 @@ class Pool {
 PP_FAST_PATH Page* Pool::alloc_page() {
   assert_owner("alloc_page");
   const std::uint32_t n = count_.load(std::memory_order_relaxed);
-  if (PP_LIKELY(n != 0 && budget_ != 0)) {
-    --budget_;
+  if (PP_LIKELY(n > floor_)) {
     count_.store(n - 1, std::memory_order_relaxed);
     Page* p = cache_[n - 1];
     // Relaxed: no other thread can reach a cached page.
     p->ref.store(1, std::memory_order_relaxed);
-    PP_STAT(fast_);
-    return p;
+    return p;  // alloc.fast: derived, see cached_
   }
   return alloc_slow();
 }

@@ -86,7 +86,6 @@ Pool::Pool(const Params& params) : params_(params) {
   pool_size_ = params.pool_size;
   max_inflight_ = params.max_inflight;
   page_bytes_ = kPageSize << params.order;
-  budget_ = max_inflight_ ? max_inflight_ : ~std::uint64_t{0};
 }
 
 Pool::~Pool() = default;
@@ -142,6 +141,7 @@ void Pool::waive_foreign(std::uint32_t from) {
       cache_[keep++] = cache_[i];
   }
   count_.store(keep, std::memory_order_relaxed);
+  PP_STAT_ADD(moved_, 0 - std::uint64_t{nout});
   if (nout) {
     waive_.fetch_add(nout, std::memory_order_relaxed);
     release_pages(out, nout, false);
@@ -152,38 +152,42 @@ void Pool::waive_foreign(std::uint32_t from) {
 
 Page* Pool::alloc_slow() {
   assert_owner("alloc_page");
-  if (budget_ == 0) {
+  std::uint32_t n = count_.load(std::memory_order_relaxed);
+  std::uint64_t allow = ~std::uint64_t{0};  // allocations the cap allows now
+  if (max_inflight_) {
     // Re-check the cap against the exact count: pages may have come back.
     // The carving page counts as out even while idle: alloc_frag's fast
-    // path hands it out again without consulting the budget.
+    // path hands it out again without consulting the cap.
     const Levels l = levels();
     const std::uint64_t out = l.inflight + l.carving_idle;
-    budget_ = out < max_inflight_ ? max_inflight_ - out : 0;
-    if (budget_ == 0) {
+    allow = out < max_inflight_ ? max_inflight_ - out : 0;
+    if (allow == 0) {
+      floor_ = n;  // shut until a recycle raises count_ or a recheck
       PP_STAT(limited_);
       return nullptr;
     }
   }
-  std::uint32_t n = count_.load(std::memory_order_relaxed);
-  Page* p;
-  if (n != 0) {  // only the budget sent us here
-    PP_STAT(fast_);
-  } else if (((n = refill_from_ring()) != 0 || (n = steal_pending(kRefill)) != 0) &&
-             (waive_foreign(0), n = count_.load(std::memory_order_relaxed)) != 0) {
-    PP_STAT(refill_);
-  } else {
-    PP_STAT(empty_);
-    if ((n = refill_from_provider()) == 0) {
-      PP_STAT(fail_);
-      return nullptr;
+  // n != 0: only the cap sent us here and this is a cache allocation
+  // (alloc.fast, derived). Otherwise refill: ring, batches, then provider.
+  if (n == 0) {
+    if (((n = refill_from_ring()) != 0 || (n = steal_pending(kRefill)) != 0) &&
+        (waive_foreign(0), n = count_.load(std::memory_order_relaxed)) != 0) {
+      PP_STAT(refill_);
+    } else {
+      PP_STAT(empty_);
+      if ((n = refill_from_provider()) == 0) {
+        PP_STAT(fail_);
+        return nullptr;
+      }
+      if (order_ == 0)
+        PP_STAT(slow_);
+      else
+        PP_STAT(slow_high_order_);
     }
-    if (order_ == 0)
-      PP_STAT(slow_);
-    else
-      PP_STAT(slow_high_order_);
   }
-  --budget_;
-  p = cache_[n - 1];
+  // allow >= 1, so n - 1 >= floor_: the page below is within the cap.
+  floor_ = n > allow ? static_cast<std::uint32_t>(n - allow) : 0;
+  Page* p = cache_[n - 1];
   count_.store(n - 1, std::memory_order_relaxed);
   p->ref.store(1, std::memory_order_relaxed);
   return p;
@@ -194,15 +198,13 @@ std::size_t Pool::alloc_pages_bulk(Page** out, std::size_t n) {
   std::size_t i = 0;
   while (i < n) {
     std::uint32_t c = count_.load(std::memory_order_relaxed);
-    const auto k = static_cast<std::uint32_t>(std::min<std::uint64_t>({c, n - i, budget_}));
+    const auto k = c > floor_ ? static_cast<std::uint32_t>(std::min<std::uint64_t>(c - floor_, n - i)) : 0;
     for (std::uint32_t j = 0; j < k; ++j) {
       Page* p = cache_[--c];
       p->ref.store(1, std::memory_order_relaxed);
       out[i++] = p;
     }
-    count_.store(c, std::memory_order_relaxed);
-    budget_ -= k;
-    PP_STAT_ADD(fast_, k);
+    count_.store(c, std::memory_order_relaxed);  // alloc.fast: derived
     if (i == n) break;
     Page* p = alloc_slow();  // refills the cache (or fails)
     if (!p) break;
@@ -232,6 +234,7 @@ std::uint32_t Pool::refill_from_ring() {
     cache_[n++] = p;
   }
   count_.store(n, std::memory_order_relaxed);
+  PP_STAT_ADD(moved_, n);
   // Relaxed: the count only bounds capacity; no data travels with it.
   ring_.fetch_sub(std::uint64_t{n} << 32, std::memory_order_relaxed);
   PP_STAT_ADD(ring_collected_, n);
@@ -277,6 +280,7 @@ std::uint32_t Pool::refill_from_provider() {
     state_.fetch_add(std::uint64_t{kept} << 1, std::memory_order_acq_rel);
   }
   count_.store(kept, std::memory_order_relaxed);
+  PP_STAT_ADD(moved_, kept);
   return kept;
 }
 
@@ -347,6 +351,7 @@ void Pool::recycle_slow(Page* p, bool direct) {
     std::copy(cache_ + kRefill, cache_ + kCacheSize, cache_);
     cache_[kCacheSize - kRefill] = p;
     count_.store(kCacheSize - kRefill + 1, std::memory_order_relaxed);
+    PP_STAT_ADD(moved_, 1 - std::uint64_t{kRefill});  // kRefill out, p in
     return;
   }
   put_remote(p);
@@ -532,6 +537,7 @@ void Pool::destroy() noexcept {
       if (c < kCacheSize) {
         cache_[c] = p;
         count_.store(c + 1, std::memory_order_relaxed);
+        PP_STAT(moved_);
       } else {
         release_pages(&p, 1, false);
       }
@@ -549,6 +555,7 @@ void Pool::destroy() noexcept {
   for (;;) {
     const std::uint32_t c = count_.load(std::memory_order_relaxed);
     count_.store(0, std::memory_order_relaxed);
+    PP_STAT_ADD(moved_, 0 - std::uint64_t{c});  // stats() still reads the pool after
     if (c) release_pages(cache_, c, false);
     if (steal_pending(kCacheSize, false) == 0) break;
   }
@@ -577,7 +584,16 @@ Levels Pool::levels() const noexcept {
 
 Stats Pool::stats() const noexcept {
   Stats s{};
-  s.alloc = {fast_.get(),  slow_.get(),    slow_high_order_.get(), empty_.get(), refill_.get(),
+  std::uint64_t fast = 0;
+#if PAGEPOOL_STATS
+  // Every page out of the cache that was not a slow-path allocation (see
+  // cached_). A reader racing the owner may see the terms at different
+  // moments: a transient negative reads as 0.
+  fast = cached_.get() + moved_.get() - count_.load(std::memory_order_relaxed) -
+         (slow_.get() + slow_high_order_.get() + refill_.get());
+  if (static_cast<std::int64_t>(fast) < 0) fast = 0;
+#endif
+  s.alloc = {fast,         slow_.get(),    slow_high_order_.get(), empty_.get(), refill_.get(),
              waive_.load(std::memory_order_relaxed), limited_.get(), fail_.get(),
              steal_.get()};
 #if PAGEPOOL_STATS

@@ -221,6 +221,7 @@ std::uint32_t Pool::steal_pending(std::uint32_t want, bool count) {
     for (std::uint32_t i = 0; i != t - h; ++i) cache_[n++] = id_page(ids[i]);
   }
   count_.store(n, std::memory_order_relaxed);
+  PP_STAT_ADD(moved_, n - start);
   if (count) {
     PP_STAT_ADD(steal_, n - start);
     PP_STAT_ADD(ring_collected_, n - start);

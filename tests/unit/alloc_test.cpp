@@ -297,6 +297,64 @@ TEST(MaxInflight, CapAboveOneBulkIsExact) {
   EXPECT_CONSISTENT(pool);
 }
 
+// The fast path's floor against a model: random owner-side allocations
+// (single and bulk) and returns (direct recycles that fill and spill the
+// cache, bulk puts, releases) under a cap. An allocation succeeds exactly
+// while fewer than the cap are out, and alloc.fast (derived, not counted on
+// the fast path) matches the allocations no refill served.
+TEST(MaxInflight, ExactUnderRandomOwnerTraffic) {
+  constexpr std::size_t kCap = 150;  // above the cache: spills and refills happen
+  Params params;
+  params.max_inflight = kCap;
+  auto pool = Pool::create(params);
+  std::vector<Page*> out;
+  std::uint64_t allocs = 0;
+  std::uint64_t rng = 42;
+  auto next = [&](std::uint64_t n) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (rng >> 33) % n;
+  };
+  for (int step = 0; step < 20000; ++step) {
+    const std::uint64_t op = next(6);
+    if (op == 0) {
+      Page* p = pool->alloc_page();
+      ASSERT_EQ(p != nullptr, out.size() < kCap) << "step " << step << ", " << out.size() << " out";
+      if (p) out.push_back(p);
+      allocs += p != nullptr;
+    } else if (op == 1) {
+      Page* b[40];
+      const std::size_t want = 1 + next(40);
+      const std::size_t got = pool->alloc_pages_bulk(b, want);
+      ASSERT_EQ(got, std::min(want, kCap - out.size())) << "step " << step;
+      out.insert(out.end(), b, b + got);
+      allocs += got;
+    } else if (!out.empty()) {
+      const std::size_t k = 1 + next(std::min<std::size_t>(out.size(), op == 4 ? 40 : 1));
+      std::vector<Page*> back(out.end() - static_cast<std::ptrdiff_t>(k), out.end());
+      out.resize(out.size() - k);
+      if (op == 2 || op == 3)
+        for (Page* p : back) pool->recycle_direct(p);
+      else if (op == 4)
+        pool->put_pages_bulk(back.data(), back.size());
+      else
+        for (Page* p : back) pool->release_page(p);
+    }
+    ASSERT_EQ(pool->inflight(), out.size()) << "step " << step;
+  }
+#if PAGEPOOL_STATS
+  const pagepool::Stats s = pool->stats();
+  EXPECT_GT(s.recycle.cache_full, 0u);  // the cache did spill
+  EXPECT_GT(s.alloc.limited, 0u);       // the cap was reached
+  // Every allocation is fast or one of the refilling kinds.
+  EXPECT_EQ(s.alloc.fast + s.alloc.slow + s.alloc.refill, allocs);
+  EXPECT_GT(s.alloc.refill, 0u);  // spilled pages came back through the ring
+#else
+  (void)allocs;
+#endif
+  put_all(out);
+  EXPECT_CONSISTENT(pool);
+}
+
 // ---- provider failure -----------------------------------------------------
 
 // A provider with no memory: alloc_page returns nullptr and counts

@@ -43,13 +43,16 @@ inline std::uint32_t ring_size_for(const Setup& s) {
 // The library as a driver uses it: alloc_page on the owner; S1 returns with
 // recycle_direct, everything else with the pool-agnostic put_page (direct
 // into the cache on the owner, into the return ring elsewhere).
-class PagePool {
+// A template on the library's PAGEPOOL_STATS so the two builds of the
+// library in one binary (nostats.cpp) get adapters of different names.
+template <int kStats>
+class PagePoolT {
  public:
   using Buf = pagepool::Page*;
   struct Local {};
   static constexpr bool kBulk = true;
 
-  explicit PagePool(const Setup& s) {
+  explicit PagePoolT(const Setup& s) {
     pagepool::Params p;
     p.name = "pagepool-bench";
     p.pool_size = ring_size_for(s);
@@ -72,6 +75,7 @@ class PagePool {
  private:
   pagepool::PoolPtr pool_;
 };
+using PagePool = PagePoolT<PAGEPOOL_STATS>;
 
 // ---- peers with a plain pointer and no per-thread state -------------------------
 template <class D>

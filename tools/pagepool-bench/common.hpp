@@ -121,7 +121,7 @@ struct Allocator {
 };
 
 inline const std::vector<std::string>& all_allocator_names() {
-  static const std::vector<std::string> v{"pagepool", "pagepool-lockedring", "dpdk", "glibc",
+  static const std::vector<std::string> v{"pagepool", "pagepool-nostats", "pagepool-lockedring", "dpdk", "glibc",
                                           "jemalloc", "mimalloc", "tcmalloc", "mmap"};
   return v;
 }

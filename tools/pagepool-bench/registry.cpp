@@ -11,6 +11,9 @@
 namespace ppb {
 
 Allocator make_dpdk(const std::vector<CaseSpec>& cases);  // dpdk.cpp or dpdk_absent.cpp
+#if PPB_NOSTATS
+Allocator make_pagepool_nostats();  // nostats.cpp
+#endif
 
 namespace {
 
@@ -39,6 +42,14 @@ Allocator make_one(const std::string& name, const std::vector<CaseSpec>& cases) 
     return make_allocator<PagePool>(
         name, "linked, " + stats + "; alloc_page, recycle_direct (S1), put_page, bulk APIs",
         [](const Setup& s) { return std::make_unique<PagePool>(s); });
+  if (name == "pagepool-nostats") {
+#if PPB_NOSTATS
+    return make_pagepool_nostats();
+#else
+    return absent(name, PAGEPOOL_STATS ? "not built (PPB_NOSTATS off)"
+                                       : "the library is built with PAGEPOOL_STATS=OFF: see pagepool");
+#endif
+  }
   if (name == "pagepool-lockedring")
     return make_allocator<LockedRing>(
         name, "ablation: pagepool pages, kernel-style ptr_ring with producer spinlock, " + stats,
