@@ -7,7 +7,7 @@
 // Built twice: pagepool_bench_core_stats and pagepool_bench_core_nostats
 // (PAGEPOOL_STATS=0), so the cost of the counters shows as a difference.
 //
-// `--demo` runs the short side-by-side comparison used by `make demo`.
+// `--demo` runs a short side-by-side comparison of the main paths.
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
 #include <x86intrin.h>
