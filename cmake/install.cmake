@@ -1,9 +1,22 @@
-# Install: headers, the library, a CMake package (pagepool::pagepool) and
-# pagepool.pc.
+# Install: headers, the libraries, a CMake package and pkg-config files.
+#
+#   library            CMake target          pkg-config         needs
+#   libpagepool        pagepool::pagepool    pagepool           libnuma, threads
+#   libpagepool_uring  pagepool::uring       pagepool-uring     liburing
+#   libpagepool_xdp    pagepool::xdp         pagepool-xdp       libxdp, libbpf
+#   libpagepool_fwd_prog pagepool::fwd_prog  pagepool-fwd-prog  -
+#   libpagepool_fwd    pagepool::fwd         pagepool-fwd       pagepool, fwd_prog
+#   libpagepool_fwd_xsk pagepool::fwd_xsk    pagepool-fwd-xsk   fwd, xdp
+#
+# Every installed header has its library here: pagepool/providers/uring.hpp
+# (uring), providers/umem.hpp (xdp), fwd/ (fwd_prog, fwd), devices/sim.hpp
+# (fwd), devices/xsk.hpp (fwd_xsk).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS pagepool EXPORT pagepoolTargets
+set(PAGEPOOL_INSTALL_TARGETS
+  pagepool pagepool_uring pagepool_xdp pagepool_fwd_prog pagepool_fwd pagepool_fwd_xsk)
+install(TARGETS ${PAGEPOOL_INSTALL_TARGETS} EXPORT pagepoolTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY include/pagepool DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT pagepoolTargets NAMESPACE pagepool::
@@ -25,3 +38,31 @@ endif()
 file(RELATIVE_PATH PAGEPOOL_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
 configure_file(cmake/pagepool.pc.in ${CMAKE_CURRENT_BINARY_DIR}/pagepool.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/pagepool.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# One .pc per extra library (cmake/pagepool-lib.pc.in). The libraries are
+# static, so what their code calls is in Requires, not Requires.private:
+# `pkg-config --libs` (without --static) must name it for the link.
+# umem.hpp also includes <xdp/xsk.h>, so libxdp's and libbpf's Cflags are
+# needed too.
+function(pagepool_pc name lib description requires)
+  set(PC_NAME ${name})
+  set(PC_LIB ${lib})
+  set(PC_DESCRIPTION "${description}")
+  set(PC_REQUIRES "${requires}")
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/pagepool-lib.pc.in
+    ${CMAKE_CURRENT_BINARY_DIR}/${name}.pc @ONLY)
+  install(FILES ${CMAKE_CURRENT_BINARY_DIR}/${name}.pc
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endfunction()
+set(v "= ${PROJECT_VERSION}")
+pagepool_pc(pagepool-uring pagepool_uring "pagepool: io_uring registered-buffer provider"
+  "pagepool ${v}, liburing")
+pagepool_pc(pagepool-xdp pagepool_xdp "pagepool: AF_XDP UMEM provider"
+  "pagepool ${v}, libxdp, libbpf")
+pagepool_pc(pagepool-fwd-prog pagepool_fwd_prog "pagepool: packet parser and verdict programs"
+  "")
+pagepool_pc(pagepool-fwd pagepool_fwd "pagepool: XDP-style forwarder and the sim device"
+  "pagepool ${v}, pagepool-fwd-prog ${v}")
+pagepool_pc(pagepool-fwd-xsk pagepool_fwd_xsk "pagepool: AF_XDP forwarder device"
+  "pagepool-fwd ${v}, pagepool-xdp ${v}")
+unset(v)

@@ -55,7 +55,10 @@ struct Params {
 // allocation increments exactly one of fast / refill / slow /
 // slow_high_order; `empty` counts refills that found the return ring empty.
 struct AllocStats {
-  std::uint64_t fast;             // served from the alloc cache
+  std::uint64_t fast;             // served from the alloc cache. Derived, not counted
+                                  // (see Pool::cached_): exact when the pool is quiescent;
+                                  // read while the owner runs it may be off by one cache
+                                  // move (up to 128) either way
   std::uint64_t slow;             // served by a bulk refill from the provider (order 0)
   std::uint64_t slow_high_order;  // same, order > 0
   std::uint64_t empty;            // a refill found the return ring empty

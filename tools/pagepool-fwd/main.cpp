@@ -126,7 +126,9 @@ void live_line(FILE* out, const char* mode, double t, const Snapshot& a, const S
   const double dr = double(b.pk.dropped_total() - a.pk.dropped_total()) / dt / 1e6;
   std::fprintf(out, "[%-6s] %5.1fs  rx %6.2f  tx %6.2f  drop %6.2f Mpps", mode, t, rx, tx, dr);
   if (pool) {
-    const std::uint64_t f = b.fast - a.fast, r = b.ring - a.ring, s = b.slow - a.slow;
+    // alloc.fast is derived from several counters (types.hpp): read while
+    // the pollers run it may lead by a batch and then fall back.
+    const std::uint64_t f = b.fast > a.fast ? b.fast - a.fast : 0, r = b.ring - a.ring, s = b.slow - a.slow;
     std::fprintf(out, "  | pool fast %5.1f%%  ring %5.1f%%  slow %5.1f%%  inflight %llu", pct(f, f + r + s),
                  pct(r, f + r + s), pct(s, f + r + s), static_cast<unsigned long long>(b.inflight));
   }
