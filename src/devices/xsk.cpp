@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -35,6 +34,7 @@
 #include "pagepool/pagepool.hpp"
 #include "pagepool/providers/umem.hpp"
 
+#include "devices/libbpf_log.hpp"
 #include "fwd/polling.hpp"
 
 #ifndef XDP_MAX_TX_SKB_BUDGET
@@ -52,41 +52,10 @@ static_assert(kFrame == 4096, "aligned UMEM mode: a frame is a page");
 constexpr std::uint32_t kXdpHeadroom = 256;
 constexpr std::size_t kTwoMiB = std::size_t{2} << 20;
 
-// libbpf's messages during setup (e.g. the kernel's "XDP program already
-// attached") are kept for the exception instead of going to stderr.
-std::mutex g_log_mu;
-std::string g_log;
-int capture_libbpf(libbpf_print_level level, const char* fmt, va_list ap) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char buf[256];
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
-  const char* msg = std::strncmp(buf, "libbpf: ", 8) == 0 ? buf + 8 : buf;
-  std::lock_guard lock(g_log_mu);
-  if (g_log.size() < 1024) g_log += msg;
-  return 0;
-}
-// Control thread, for the duration of open_xsk_devices: libbpf's printer
-// is process-wide, the previous one comes back at the end.
-class LibbpfCapture {
- public:
-  LibbpfCapture() : prev_(libbpf_set_print(capture_libbpf)) {
-    std::lock_guard lock(g_log_mu);
-    g_log.clear();
-  }
-  ~LibbpfCapture() { libbpf_set_print(prev_); }
-  LibbpfCapture(const LibbpfCapture&) = delete;
-  LibbpfCapture& operator=(const LibbpfCapture&) = delete;
-
- private:
-  libbpf_print_fn_t prev_;
-};
-// The captured messages as one line ("" if none), for an error.
+using detail::LibbpfCapture;  // held by open_xsk_devices: setup's messages go to errors
+// The captured messages for an error ("" if none).
 std::string libbpf_said() {
-  std::lock_guard lock(g_log_mu);
-  std::string s;
-  for (char c : g_log) s += c == '\n' ? ' ' : c;
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  g_log.clear();
+  const std::string s = detail::take_libbpf_log(1024);
   return s.empty() ? "" : " [libbpf: " + s + "]";
 }
 

@@ -15,11 +15,9 @@
 
 #include <cerrno>
 #include <cinttypes>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 
 namespace xt {
 
@@ -159,36 +157,6 @@ std::vector<std::uint8_t> build_udp_frame(const UdpFrameSpec& s, std::uint32_t f
   return f;
 }
 
-// ---- libbpf logs ---------------------------------------------------------------
-
-namespace {
-std::mutex g_log_mu;
-std::string g_log;
-
-int capture_print(libbpf_print_level level, const char* fmt, va_list ap) {
-  if (level == LIBBPF_DEBUG) return 0;
-  char buf[512];
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
-  std::lock_guard lock(g_log_mu);
-  g_log += buf;
-  if (g_log.size() > 4096) g_log.erase(0, g_log.size() - 4096);
-  return 0;
-}
-}  // namespace
-
-void capture_lib_logs() { libbpf_set_print(capture_print); }
-
-std::string lib_log() {
-  std::lock_guard lock(g_log_mu);
-  std::string s = g_log;
-  for (char& c : s)
-    if (c == '\n') c = ' ';
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  // The last few hundred characters: the cause is at the end.
-  if (s.size() > 300) s = "..." + s.substr(s.size() - 300);
-  return s;
-}
-
 // ---- BPF objects ---------------------------------------------------------------------
 
 namespace {
@@ -205,10 +173,10 @@ BpfObject::BpfObject(const unsigned char* bytes, std::size_t size, const char* n
   if (!obj_) {
     const int e = errno;
     throw Error(std::string("opening BPF object ") + name + ": " + std::strerror(e) + " " +
-                lib_log());
+                take_libbpf_log(300));
   }
   if (const int rc = bpf_object__load(obj_); rc != 0) {
-    const std::string log = lib_log();
+    const std::string log = take_libbpf_log(300);
     bpf_object__close(obj_);
     obj_ = nullptr;
     throw Error(std::string("loading BPF object ") + name + ": " + std::strerror(-rc) +

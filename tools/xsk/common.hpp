@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "devices/libbpf_log.hpp"
+
 namespace CLI {
 class App;
 }  // namespace CLI
@@ -146,10 +148,11 @@ class TcAttachment {
   std::uint32_t handle_ = 0, priority_ = 0;
 };
 
-// libbpf's messages go to a buffer; the last lines are appended to errors
-// (lib_log()) instead of cluttering the output.
-void capture_lib_logs();
-std::string lib_log();
+// libbpf's messages go to a buffer while main holds a LibbpfCapture; the
+// last lines are appended to errors (take_libbpf_log) instead of cluttering
+// the output. The xsk device's capture (src/devices/libbpf_log.hpp).
+using pagepool::fwd::detail::LibbpfCapture;
+using pagepool::fwd::detail::take_libbpf_log;
 
 // Interface counters from the kernel (getifaddrs, AF_PACKET); zeros if
 // the interface is gone.

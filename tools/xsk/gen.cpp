@@ -352,7 +352,7 @@ int run(int argc, char** argv) {
 
   if (a.mode == "auto") a.mode = a.rate > 0 ? "xsk" : "live";
 
-  xt::capture_lib_logs();
+  const xt::LibbpfCapture libbpf_capture;  // for the whole run
   xt::install_stop_handlers();
   const unsigned ifindex = xt::ifindex_of(a.dev);
   std::unique_ptr<Sender> s;

@@ -179,7 +179,7 @@ int run(int argc, char** argv) {
   // One program per interface, attached directly: libxdp's multi-program
   // dispatcher needs bpffs pins that would outlive a test namespace.
   setenv("LIBXDP_SKIP_DISPATCHER", "1", 0);
-  xt::capture_lib_logs();
+  const xt::LibbpfCapture libbpf_capture;  // for the whole run
   libxdp_set_print([](libxdp_print_level, const char*, va_list) { return 0; });
   xt::install_stop_handlers();
 
@@ -227,7 +227,7 @@ int run(int argc, char** argv) {
     }
     if (rc != 0)
       throw xt::Error("AF_XDP socket on '" + p.name + "' queue " + std::to_string(queue) + ": " +
-                      bind_error(-rc, p.name) + " " + xt::lib_log());
+                      bind_error(-rc, p.name) + " " + xt::take_libbpf_log(300));
     // Let one sendto send the whole ring (Linux >= 6.17; 32 frames before).
     const unsigned budget = ring;
     setsockopt(xsk_socket__fd(p.xsk), SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof budget);

@@ -93,7 +93,7 @@ int run(int argc, char** argv) {
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet,-q", quiet, "no per-second lines");
   if (const int rc = xt::parse_cli(app, argc, argv, "pagepool-sink"); rc >= 0) return rc;
-  xt::capture_lib_logs();
+  const xt::LibbpfCapture libbpf_capture;  // for the whole run
   if (check) return check_environment();
   if (dev_opt->count() == 0) {
     std::fprintf(stderr, "pagepool-sink: --dev is required (see --help)\n");
