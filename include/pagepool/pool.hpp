@@ -248,22 +248,39 @@ class Pool {
   Provider* prov_;
 
   // ---- owner-written, hot --------------------------------------------------
-  // Cache count; atomic only so stats readers may load it (relaxed).
-  alignas(detail::kCacheLine) std::atomic<std::uint32_t> count_{0};
-  // The fast path pops only while count_ > floor_. Always 0 without
-  // max_inflight. With it, the slow path sets floor_ = count_ - (allocations
-  // the cap still allows); a direct recycle then adds one to count_ and one
-  // to the allowance alike, so count_ - floor_ never exceeds the allowance
-  // until the next slow path recomputes it. Other moves out of the cache
-  // (spill, waive) only lower count_: the safe side. Owner-private.
+  // The cache count and the recycle.cached counter in one word:
+  // [cached : 56 | count : 8]. A direct recycle publishes the new count and
+  // counts itself with one store instead of two; the fast path, the one
+  // counter it has and the count are never apart. Owner-written; atomic so
+  // stats readers may load it (relaxed). 2^56 recycles do not wrap in years
+  // of one thread recycling back to back. Without PAGEPOOL_STATS the cached
+  // field stays 0.
+  alignas(detail::kCacheLine) std::atomic<std::uint64_t> cache_word_{0};
+  static constexpr std::uint64_t kCountMask = 0xff;
+  static constexpr std::uint64_t kCachedOne = PAGEPOOL_STATS ? kCountMask + 1 : 0;
+  static_assert(kCacheSize <= kCountMask, "the cache count must fit its field");
+  // The fast path pops only while the count is above floor_. Always 0
+  // without max_inflight. With it, the slow path sets floor_ = count -
+  // (allocations the cap still allows); a direct recycle then adds one to
+  // the count and one to the allowance alike, so count - floor_ never
+  // exceeds the allowance until the next slow path recomputes it. Other
+  // moves out of the cache (spill, waive) only lower the count: the safe
+  // side. Owner-private.
   std::uint32_t floor_ = 0;
-  // recycle.cached: pages that entered the cache by a direct recycle.
   // alloc.fast is not counted where it happens: it is derived (stats()) as
-  // cached_ + moved_ - count_ - the slow path's allocations, moved_ being
-  // the net of every other move into or out of the cache (refills and
-  // steals in; spills and waives out; modulo 2^64). The fast path's only
-  // counter is then cached_, on the recycle side.
-  detail::Counter cached_, moved_;
+  // cached + moved_ - count - the slow path's allocations, moved_ being the
+  // net of every other move into or out of the cache (refills and steals
+  // in; spills and waives out; modulo 2^64). The fast paths then store
+  // nothing but the word above.
+  detail::Counter moved_;
+  std::uint32_t cache_count() const noexcept {
+    return static_cast<std::uint32_t>(cache_word_.load(std::memory_order_relaxed) & kCountMask);
+  }
+  // Owner: sets the count to n, adding `cached` direct recycles.
+  void set_cache_count(std::uint32_t n, std::uint64_t cached = 0) noexcept {
+    const std::uint64_t w = cache_word_.load(std::memory_order_relaxed);
+    cache_word_.store(((w & ~kCountMask) + cached * kCachedOne) | n, std::memory_order_relaxed);
+  }
   Page* cache_[kCacheSize];
 
   // ---- owner-written, slow path -------------------------------------------
@@ -306,13 +323,14 @@ class Pool {
 
 PP_FAST_PATH Page* Pool::alloc_page() {
   assert_owner("alloc_page");
-  const std::uint32_t n = count_.load(std::memory_order_relaxed);
+  const std::uint64_t w = cache_word_.load(std::memory_order_relaxed);
+  const auto n = static_cast<std::uint32_t>(w & kCountMask);
   if (PP_LIKELY(n > floor_)) {
-    count_.store(n - 1, std::memory_order_relaxed);
+    cache_word_.store(w - 1, std::memory_order_relaxed);  // n >= 1: no borrow
     Page* p = cache_[n - 1];
     // Relaxed: no other thread can reach a cached page.
     p->ref.store(1, std::memory_order_relaxed);
-    return p;  // alloc.fast: derived, see cached_
+    return p;  // alloc.fast: derived, see cache_word_
   }
   return alloc_slow();
 }
@@ -320,14 +338,14 @@ PP_FAST_PATH Page* Pool::alloc_page() {
 PP_FAST_PATH void Pool::recycle(Page* p, std::int32_t sync_size, bool direct) {
   if (PP_UNLIKELY(checks_.load(std::memory_order_relaxed)) && !recycle_checks(p, sync_size))
     return;
-  // Test `direct` before touching count_: a remote put must not pull the
-  // owner's hot cache line.
+  // Test `direct` before touching the count: a remote put must not pull
+  // the owner's hot cache line.
   if (PP_LIKELY(direct)) {
-    const std::uint32_t n = count_.load(std::memory_order_relaxed);
+    const std::uint64_t w = cache_word_.load(std::memory_order_relaxed);
+    const auto n = static_cast<std::uint32_t>(w & kCountMask);
     if (PP_LIKELY(n < kCacheSize)) {
       cache_[n] = p;
-      count_.store(n + 1, std::memory_order_relaxed);
-      PP_STAT(cached_);
+      cache_word_.store(w + 1 + kCachedOne, std::memory_order_relaxed);  // count + 1, cached + 1
       return;
     }
   }

@@ -56,7 +56,7 @@ struct Params {
 // slow_high_order; `empty` counts refills that found the return ring empty.
 struct AllocStats {
   std::uint64_t fast;             // served from the alloc cache. Derived, not counted
-                                  // (see Pool::cached_): exact when the pool is quiescent;
+                                  // (see Pool::moved_): exact when the pool is quiescent;
                                   // read while the owner runs it may be off by one cache
                                   // move (up to 128) either way
   std::uint64_t slow;             // served by a bulk refill from the provider (order 0)

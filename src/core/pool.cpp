@@ -131,7 +131,7 @@ bool Pool::recycle_checks(Page* p, std::int32_t sync_size) {
 void Pool::waive_foreign(std::uint32_t from) {
   if (!(checks_.load(std::memory_order_relaxed) & kCheckNid)) return;
   const int nid = nid_.load(std::memory_order_relaxed);
-  std::uint32_t n = count_.load(std::memory_order_relaxed);
+  std::uint32_t n = cache_count();
   Page* out[kCacheSize];
   std::uint32_t nout = 0, keep = from;
   for (std::uint32_t i = from; i < n; ++i) {
@@ -140,7 +140,7 @@ void Pool::waive_foreign(std::uint32_t from) {
     else
       cache_[keep++] = cache_[i];
   }
-  count_.store(keep, std::memory_order_relaxed);
+  set_cache_count(keep);
   PP_STAT_ADD(moved_, 0 - std::uint64_t{nout});
   if (nout) {
     waive_.fetch_add(nout, std::memory_order_relaxed);
@@ -152,7 +152,7 @@ void Pool::waive_foreign(std::uint32_t from) {
 
 Page* Pool::alloc_slow() {
   assert_owner("alloc_page");
-  std::uint32_t n = count_.load(std::memory_order_relaxed);
+  std::uint32_t n = cache_count();
   std::uint64_t allow = ~std::uint64_t{0};  // allocations the cap allows now
   if (max_inflight_) {
     // Re-check the cap against the exact count: pages may have come back.
@@ -162,7 +162,7 @@ Page* Pool::alloc_slow() {
     const std::uint64_t out = l.inflight + l.carving_idle;
     allow = out < max_inflight_ ? max_inflight_ - out : 0;
     if (allow == 0) {
-      floor_ = n;  // shut until a recycle raises count_ or a recheck
+      floor_ = n;  // shut until a recycle raises the count or a recheck
       PP_STAT(limited_);
       return nullptr;
     }
@@ -171,7 +171,7 @@ Page* Pool::alloc_slow() {
   // (alloc.fast, derived). Otherwise refill: ring, batches, then provider.
   if (n == 0) {
     if (((n = refill_from_ring()) != 0 || (n = steal_pending(kRefill)) != 0) &&
-        (waive_foreign(0), n = count_.load(std::memory_order_relaxed)) != 0) {
+        (waive_foreign(0), n = cache_count()) != 0) {
       PP_STAT(refill_);
     } else {
       PP_STAT(empty_);
@@ -188,7 +188,7 @@ Page* Pool::alloc_slow() {
   // allow >= 1, so n - 1 >= floor_: the page below is within the cap.
   floor_ = n > allow ? static_cast<std::uint32_t>(n - allow) : 0;
   Page* p = cache_[n - 1];
-  count_.store(n - 1, std::memory_order_relaxed);
+  set_cache_count(n - 1);
   p->ref.store(1, std::memory_order_relaxed);
   return p;
 }
@@ -197,14 +197,14 @@ std::size_t Pool::alloc_pages_bulk(Page** out, std::size_t n) {
   assert_owner("alloc_pages_bulk");
   std::size_t i = 0;
   while (i < n) {
-    std::uint32_t c = count_.load(std::memory_order_relaxed);
+    std::uint32_t c = cache_count();
     const auto k = c > floor_ ? static_cast<std::uint32_t>(std::min<std::uint64_t>(c - floor_, n - i)) : 0;
     for (std::uint32_t j = 0; j < k; ++j) {
       Page* p = cache_[--c];
       p->ref.store(1, std::memory_order_relaxed);
       out[i++] = p;
     }
-    count_.store(c, std::memory_order_relaxed);  // alloc.fast: derived
+    set_cache_count(c);  // alloc.fast: derived
     if (i == n) break;
     Page* p = alloc_slow();  // refills the cache (or fails)
     if (!p) break;
@@ -233,7 +233,7 @@ std::uint32_t Pool::refill_from_ring() {
     local_head_ = p->next.load(std::memory_order_relaxed);
     cache_[n++] = p;
   }
-  count_.store(n, std::memory_order_relaxed);
+  set_cache_count(n);
   PP_STAT_ADD(moved_, n);
   // Relaxed: the count only bounds capacity; no data travels with it.
   ring_.fetch_sub(std::uint64_t{n} << 32, std::memory_order_relaxed);
@@ -279,7 +279,7 @@ std::uint32_t Pool::refill_from_provider() {
     hold_.add(kept);
     state_.fetch_add(std::uint64_t{kept} << 1, std::memory_order_acq_rel);
   }
-  count_.store(kept, std::memory_order_relaxed);
+  set_cache_count(kept);
   PP_STAT_ADD(moved_, kept);
   return kept;
 }
@@ -350,7 +350,7 @@ void Pool::recycle_slow(Page* p, bool direct) {
     push_or_release(cache_[0], cache_[kRefill - 1], kRefill);
     std::copy(cache_ + kRefill, cache_ + kCacheSize, cache_);
     cache_[kCacheSize - kRefill] = p;
-    count_.store(kCacheSize - kRefill + 1, std::memory_order_relaxed);
+    set_cache_count(kCacheSize - kRefill + 1);
     PP_STAT_ADD(moved_, 1 - std::uint64_t{kRefill});  // kRefill out, p in
     return;
   }
@@ -404,9 +404,7 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
   std::uint32_t run_n = 0, run_added = 0;
   auto commit = [&] {
     if (!run) return;
-    run->count_.store(run_n, std::memory_order_relaxed);
-    PP_STAT_ADD(run->cached_, run_added);
-    (void)run_added;
+    run->set_cache_count(run_n, run_added);
     run = nullptr;
   };
   for (std::size_t i = 0; i < n; ++i) {
@@ -423,7 +421,7 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
       commit();
       if (!pool->checks_.load(std::memory_order_relaxed)) {
         run = pool;
-        run_n = pool->count_.load(std::memory_order_relaxed);
+        run_n = pool->cache_count();
         run_added = 0;
         if (run_n < kCacheSize) {
           pool->cache_[run_n++] = p;
@@ -533,10 +531,10 @@ void Pool::destroy() noexcept {
     const std::uint32_t drop = detail::kFragBias - frag_users_.load(std::memory_order_relaxed);
     frag_page_.store(nullptr, std::memory_order_relaxed);
     if (p->ref.fetch_sub(drop, std::memory_order_acq_rel) == drop) {
-      const std::uint32_t c = count_.load(std::memory_order_relaxed);
+      const std::uint32_t c = cache_count();
       if (c < kCacheSize) {
         cache_[c] = p;
-        count_.store(c + 1, std::memory_order_relaxed);
+        set_cache_count(c + 1);
         PP_STAT(moved_);
       } else {
         release_pages(&p, 1, false);
@@ -553,8 +551,8 @@ void Pool::destroy() noexcept {
 
   // Cache, then every batch still waiting in a returner's slot.
   for (;;) {
-    const std::uint32_t c = count_.load(std::memory_order_relaxed);
-    count_.store(0, std::memory_order_relaxed);
+    const std::uint32_t c = cache_count();
+    set_cache_count(0);
     PP_STAT_ADD(moved_, 0 - std::uint64_t{c});  // stats() still reads the pool after
     if (c) release_pages(cache_, c, false);
     if (steal_pending(kCacheSize, false) == 0) break;
@@ -568,7 +566,7 @@ void Pool::destroy() noexcept {
 Levels Pool::levels() const noexcept {
   Levels l{};
   l.held = state_.load(std::memory_order_acquire) >> 1;
-  l.cache = count_.load(std::memory_order_relaxed);
+  l.cache = cache_count();
   l.ring = ring_.load(std::memory_order_relaxed) >> 32;
   l.pending = count_pending();
   if (Page* f = frag_page_.load(std::memory_order_relaxed)) {
@@ -587,17 +585,19 @@ Stats Pool::stats() const noexcept {
   std::uint64_t fast = 0;
 #if PAGEPOOL_STATS
   // Every page out of the cache that was not a slow-path allocation (see
-  // cached_). A reader racing the owner may see the terms at different
-  // moments: a transient negative reads as 0.
-  fast = cached_.get() + moved_.get() - count_.load(std::memory_order_relaxed) -
-         (slow_.get() + slow_high_order_.get() + refill_.get());
+  // moved_). The count and cached come from one load; a reader racing the
+  // owner may still see moved_ and the slow counters at another moment: a
+  // transient negative reads as 0.
+  const std::uint64_t w = cache_word_.load(std::memory_order_relaxed);
+  const std::uint64_t cached = w / (kCountMask + 1);
+  fast = cached + moved_.get() - (w & kCountMask) - (slow_.get() + slow_high_order_.get() + refill_.get());
   if (static_cast<std::int64_t>(fast) < 0) fast = 0;
 #endif
   s.alloc = {fast,         slow_.get(),    slow_high_order_.get(), empty_.get(), refill_.get(),
              waive_.load(std::memory_order_relaxed), limited_.get(), fail_.get(),
              steal_.get()};
 #if PAGEPOOL_STATS
-  s.recycle = {cached_.get(), cache_full_.get(),
+  s.recycle = {cached, cache_full_.get(),
                ring_collected_.get() + (ring_.load(std::memory_order_relaxed) >> 32),
                ring_full_.load(std::memory_order_relaxed),
                released_refcnt_.load(std::memory_order_relaxed)};

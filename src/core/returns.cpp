@@ -203,7 +203,7 @@ void Pool::unclaim_slot(ReturnSlot* s) {
 // Owner (or destroyer): claim pages waiting in returners' batches, up to
 // `want`, into the cache. Returns how many.
 std::uint32_t Pool::steal_pending(std::uint32_t want, bool count) {
-  std::uint32_t n = count_.load(std::memory_order_relaxed);
+  std::uint32_t n = cache_count();
   const std::uint32_t start = n;
   std::uint32_t ids[detail::kSlotCap];
   for (ReturnSlot* s = slots_.load(std::memory_order_acquire); s && n - start < want; s = s->next) {
@@ -220,7 +220,7 @@ std::uint32_t Pool::steal_pending(std::uint32_t want, bool count) {
       continue;
     for (std::uint32_t i = 0; i != t - h; ++i) cache_[n++] = id_page(ids[i]);
   }
-  count_.store(n, std::memory_order_relaxed);
+  set_cache_count(n);
   PP_STAT_ADD(moved_, n - start);
   if (count) {
     PP_STAT_ADD(steal_, n - start);

@@ -74,8 +74,9 @@ int main(int argc, char** argv) {
   app.add_option("--scenarios", scen_names, "Subset of S1,S2,S2b,S3,S4,S5,S6,mapping (default all)")
       ->delimiter(',')
       ->check(CLI::IsMember(all_scen, CLI::ignore_case));
-  app.add_option("--allocators", alloc_names,
-                 "Subset of pagepool,pagepool-lockedring,dpdk,glibc,jemalloc,mimalloc,tcmalloc,mmap")
+  std::string all_alloc;
+  for (const std::string& a : all_allocator_names()) all_alloc += (all_alloc.empty() ? "" : ",") + a;
+  app.add_option("--allocators", alloc_names, "Subset of " + all_alloc + " (default all built in)")
       ->delimiter(',')
       ->check(CLI::IsMember(all_allocator_names()));
   app.add_option("--ops", ops, "Buffers per case (default 2000000; --quick 20000; mmap runs ops/64, mapping's system-call methods ops/256)")
