@@ -171,12 +171,53 @@ struct Port {
   // thread; tx_frames/tx_ring_full/accepted the tx_lock holder; wire_* and
   // rx_no_buf the hardware thread.
   Count rx_frames, tx_frames, tx_completed, tx_ring_full, rx_no_buf, reclaimed, reclaimed_tx;
-  Count wire_sent, wire_received, wire_duplicate, wire_corrupt;
+  Count wire_sent, wire_received, wire_duplicate, wire_corrupt, wire_unchecked;
+};
+
+// Hardware thread only: the sequence numbers of one origin port's frames
+// transmitted so far, for the duplicate check. While every number is below
+// the window the bitmap grows by doubling; after that it is a ring of
+// window bits covering [base, base + window), base a multiple of 64, and
+// sliding it forward forgets the oldest words.
+class SeenWindow {
+ public:
+  explicit SeenWindow(std::uint64_t window_bits) : words_(window_bits / 64) {}
+
+  enum class Result { fresh, duplicate, too_old };
+  Result record(std::uint64_t seq) {
+    if (seq < base_) return Result::too_old;
+    if (seq - base_ >= words_ * 64) slide(seq);
+    const std::uint64_t w = (seq / 64) & (words_ - 1);  // == seq / 64 while growing
+    if (w >= bits_.size()) bits_.resize(std::min(std::max<std::uint64_t>(w + 1, bits_.size() * 2), words_));
+    const std::uint64_t bit = std::uint64_t{1} << (seq % 64);
+    if (bits_[w] & bit) return Result::duplicate;
+    bits_[w] |= bit;
+    return Result::fresh;
+  }
+
+ private:
+  // Moves base up to the smallest multiple of 64 with seq < base + window,
+  // clearing the words of the numbers it leaves behind.
+  void slide(std::uint64_t seq) {
+    bits_.resize(words_);  // a full ring from now on (zero-filled growth)
+    const std::uint64_t nb = (seq - words_ * 64 + 64) & ~std::uint64_t{63};
+    const std::uint64_t drop = (nb - base_) / 64;
+    if (drop >= words_) {
+      std::fill(bits_.begin(), bits_.end(), 0);
+    } else {
+      for (std::uint64_t w = base_ / 64; w < nb / 64; ++w) bits_[w & (words_ - 1)] = 0;
+    }
+    base_ = nb;
+  }
+
+  const std::uint64_t words_;       // window / 64, a power of two
+  std::uint64_t base_ = 0;
+  std::vector<std::uint64_t> bits_;
 };
 
 class SimHw {
  public:
-  explicit SimHw(const SimOptions& o) : opt_(o), nports_(o.devices), seen_(o.devices) {
+  explicit SimHw(const SimOptions& o) : opt_(o), nports_(o.devices), seen_(o.devices, SeenWindow(o.verify_window)) {
     for (std::uint32_t i = 0; i < o.devices; ++i) ports_.push_back(std::make_unique<Port>(i, o));
     thread_ = std::thread([this] { run(); });
     if (o.hw_cpu >= 0) {  // checked by open_sim_devices
@@ -205,9 +246,9 @@ class SimHw {
   const SimOptions opt_;
   const std::uint32_t nports_;
   std::vector<std::unique_ptr<Port>> ports_;
-  // Hardware thread only: per origin port, a bit per sequence number
+  // Hardware thread only: per origin port, the sequence numbers
   // transmitted (duplicate detection).
-  std::vector<std::vector<std::uint64_t>> seen_;
+  std::vector<SeenWindow> seen_;
   std::atomic<bool> quit_{false};
   std::atomic<std::uint64_t> epoch_{0};
   std::thread thread_;
@@ -289,14 +330,16 @@ bool SimHw::check(const Frame& f) {
   std::memcpy(&chk, s + 8, 8);
   const std::uint64_t origin = id >> 48, seq = id & kSeqMask;
   if (origin >= nports_ || chk != check_word(id, f.len) || seq >= ports_[origin]->seq) return false;
-  auto& bits = seen_[origin];
-  if (seq / 64 >= bits.size()) bits.resize(std::max<std::size_t>(seq / 64 + 1, bits.size() * 2));
-  const std::uint64_t bit = std::uint64_t{1} << (seq % 64);
-  if (bits[seq / 64] & bit) {
-    ports_[origin]->wire_duplicate.add(1);  // hardware thread: the one writer
-    return true;
+  switch (seen_[origin].record(seq)) {  // counters: the hardware thread is the one writer
+    case SeenWindow::Result::duplicate:
+      ports_[origin]->wire_duplicate.add(1);
+      break;
+    case SeenWindow::Result::too_old:
+      ports_[origin]->wire_unchecked.add(1);
+      break;
+    case SeenWindow::Result::fresh:
+      break;
   }
-  bits[seq / 64] |= bit;
   return true;
 }
 
@@ -447,6 +490,7 @@ class SimDevice final : public Device {
     s.wire_received = p_.wire_received.get();
     s.wire_duplicate = p_.wire_duplicate.get();
     s.wire_corrupt = p_.wire_corrupt.get();
+    s.wire_unchecked = p_.wire_unchecked.get();
     return s;
   }
 
@@ -485,6 +529,8 @@ std::vector<std::unique_ptr<Device>> open_sim_devices(const SimOptions& o) {
   if (o.ring_size < 64 || o.ring_size > 65536 || (o.ring_size & (o.ring_size - 1)))
     bad("ring_size " + std::to_string(o.ring_size) + " is not a power of two in 64..65536");
   if (o.tx_delay_ns > 1'000'000'000) bad("tx_delay_ns above 1 s");
+  if (o.verify_window < 64 || o.verify_window > (1u << 30) || (o.verify_window & (o.verify_window - 1)))
+    bad("verify_window " + std::to_string(o.verify_window) + " is not a power of two in 64..2^30");
   if (o.hw_cpu >= 0) {
     cpu_set_t allowed;
     if (o.hw_cpu >= CPU_SETSIZE ||

@@ -209,7 +209,8 @@ json report_json(const pf::Report& r, const std::vector<std::string>& errors) {
                             {"wire_sent", d.wire_sent},
                             {"wire_received", d.wire_received},
                             {"wire_duplicate", d.wire_duplicate},
-                            {"wire_corrupt", d.wire_corrupt}});
+                            {"wire_corrupt", d.wire_corrupt},
+                            {"wire_unchecked", d.wire_unchecked}});
   }
   j["pools"] = json::array();
   for (const auto& pr : r.pools) {
@@ -279,6 +280,12 @@ void summary(const Config& c, const RunResult& pool, const std::optional<RunResu
     } else {
       for (auto& e : rr.errors) std::printf("  accounting (%s): FAILED %s\n", what, e.c_str());
     }
+    std::uint64_t unchecked = 0;
+    for (auto& d : rr.rep.devices) unchecked += d.wire_unchecked;
+    if (unchecked)
+      std::printf("  accounting (%s): %llu frames were older than the sim's duplicate-check window "
+                  "(stamps checked, duplicates not)\n",
+                  what, static_cast<unsigned long long>(unchecked));
   };
   acct("pool", pool);
   if (base) acct("malloc", *base);

@@ -10,7 +10,11 @@
 //  - transmits: consumes TX descriptors, checks each frame's stamp (verify)
 //    and records its sequence number in a bitmap per origin port, so a frame
 //    sent twice (duplicate) or overwritten while in flight (corrupt) is
-//    counted;
+//    counted. The bitmap remembers the last `verify_window` sequence numbers
+//    of each origin (2 MiB per port by default): memory stays bounded however
+//    long the run. A frame older than that (only possible when a frame waits
+//    while 16M newer ones from its port pass it) is counted wire_unchecked:
+//    its stamp is checked, a duplicate of it would not be seen;
 //  - completes: hands each TX buffer back `tx_delay_ns` after consuming it.
 // With the same seed, sizes and flows it generates the same frames.
 //
@@ -48,6 +52,8 @@ struct SimOptions {
   std::uint32_t ring_size = 1024;           // every queue's entries: power of two, 64..65536
   std::uint64_t max_frames = 0;             // per port: stop generating after this many; 0 = no limit
   bool verify = true;                       // check stamps and duplicates on TX
+  std::uint32_t verify_window = 1u << 24;   // sequence numbers per origin port the duplicate
+                                            // check remembers: power of two, 64..2^30
   int hw_cpu = -1;                          // CPU of the hardware thread; -1 = any
 };
 

@@ -67,6 +67,8 @@ struct DeviceStats {
   std::uint64_t wire_received = 0;  // frames the device transmitted and checked
   std::uint64_t wire_duplicate = 0; // transmitted frames seen before
   std::uint64_t wire_corrupt = 0;   // transmitted frames whose stamp did not verify
+  std::uint64_t wire_unchecked = 0; // transmitted frames older than the verify window:
+                                    // stamp checked, duplicate not (see SimOptions)
 };
 
 class Device {
