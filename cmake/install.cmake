@@ -1,26 +1,41 @@
-# Install: headers, the libraries, a CMake package and pkg-config files.
+# Install: headers, the libraries, a CMake package in components and
+# pkg-config files. The command-line tools (pagepool-fwd, pagepool-bench,
+# pagepool-gen, pagepool-sink, xsk-minfwd) go to bin under COMPONENT tools,
+# installed where they are defined (tools/*/CMakeLists.txt); they link the
+# libraries statically and carry their BPF objects, so nothing goes beside
+# them. `cmake --install B --component tools` installs only them.
 #
-#   library            CMake target          pkg-config         needs
-#   libpagepool        pagepool::pagepool    pagepool           libnuma, threads
-#   libpagepool_uring  pagepool::uring       pagepool-uring     liburing
-#   libpagepool_xdp    pagepool::xdp         pagepool-xdp       libxdp, libbpf
-#   libpagepool_fwd_prog pagepool::fwd_prog  pagepool-fwd-prog  -
-#   libpagepool_fwd    pagepool::fwd         pagepool-fwd       pagepool, fwd_prog
-#   libpagepool_fwd_xsk pagepool::fwd_xsk    pagepool-fwd-xsk   fwd, xdp
+#   component  library              CMake target         pkg-config         needs
+#   core       libpagepool          pagepool::pagepool   pagepool           libnuma, threads
+#   fwd        libpagepool_fwd_prog pagepool::fwd_prog   pagepool-fwd-prog  -
+#              libpagepool_fwd      pagepool::fwd        pagepool-fwd       core
+#   uring      libpagepool_uring    pagepool::uring      pagepool-uring     core, liburing
+#   xdp        libpagepool_xdp      pagepool::xdp        pagepool-xdp       core, libxdp, libbpf
+#              libpagepool_fwd_xsk  pagepool::fwd_xsk    pagepool-fwd-xsk   fwd, xdp
 #
 # Every installed header has its library here: pagepool/providers/uring.hpp
 # (uring), providers/umem.hpp (xdp), fwd/ (fwd_prog, fwd), devices/sim.hpp
 # (fwd), devices/xsk.hpp (fwd_xsk).
+#
+# Each package component is its own export set and targets file, so that
+# loading it (cmake/pagepoolConfig.cmake.in, which holds the same table)
+# needs only its own dependencies: find_package(pagepool COMPONENTS core)
+# needs neither liburing nor libxdp. A target links targets of other sets
+# by their pagepool:: names; the config loads those sets first.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-set(PAGEPOOL_INSTALL_TARGETS
-  pagepool pagepool_uring pagepool_xdp pagepool_fwd_prog pagepool_fwd pagepool_fwd_xsk)
-install(TARGETS ${PAGEPOOL_INSTALL_TARGETS} EXPORT pagepoolTargets
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+function(pagepool_install_component component)
+  install(TARGETS ${ARGN} EXPORT pagepool-${component}-targets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(EXPORT pagepool-${component}-targets NAMESPACE pagepool::
+    DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pagepool)
+endfunction()
+pagepool_install_component(core pagepool)
+pagepool_install_component(fwd pagepool_fwd_prog pagepool_fwd)
+pagepool_install_component(uring pagepool_uring)
+pagepool_install_component(xdp pagepool_xdp pagepool_fwd_xsk)
 install(DIRECTORY include/pagepool DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(EXPORT pagepoolTargets NAMESPACE pagepool::
-  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pagepool)
 configure_package_config_file(cmake/pagepoolConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/pagepoolConfig.cmake
   INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pagepool)
