@@ -3,7 +3,9 @@
 // the pool makes and the state of every page it handed out, and can be told
 // to fail: run out of memory, hand out fewer pages than asked, refuse
 // mappings. The failure knobs can be set up front (CountingOptions) or
-// changed while a pool uses the provider.
+// changed while a pool uses the provider. Mappings are fake device
+// addresses by default; with CountingOptions::inner_map they are the inner
+// provider's (io_uring slots, UMEM offsets), checked the same way.
 //
 // What it saw lives in a ProviderLog shared with the test, so a test can
 // still read it after the pool (and with it the provider) is gone.
@@ -63,6 +65,8 @@ struct ProviderLog {
   std::atomic<std::uint64_t> map_of_resting{0};   // map of a page not out of the provider
   std::atomic<std::uint64_t> double_allocs{0};    // handed out while already out
   std::atomic<std::uint64_t> sync_unmapped{0};    // sync_for_device of a page not mapped
+  std::atomic<std::uint64_t> duplicate_dma{0};    // map gave an address another mapped page has
+  std::atomic<std::uint64_t> bad_dma{0};          // map gave an address >= CountingOptions::dma_limit
   std::atomic<bool> destroyed{false};
 
   std::mutex mu;
@@ -73,6 +77,7 @@ struct ProviderLog {
   std::set<std::thread::id> alloc_threads, map_threads;
   std::unordered_map<const Page*, PageState> pages;
   std::unordered_map<const Page*, std::uint64_t> dma;  // address map() stored, while mapped
+  std::unordered_map<std::uint64_t, std::uint32_t> dma_users;  // mapped pages per address
 
   std::vector<SyncCall> take_syncs() {
     std::lock_guard lock(mu);
@@ -108,6 +113,20 @@ struct ProviderLog {
     out.swap(set_nids);
     return out;
   }
+
+  // Under mu: p is mapped at `addr` from now on.
+  void note_mapping(const Page* p, std::uint64_t addr) {
+    if (dma_users[addr]++ != 0) duplicate_dma.fetch_add(1);
+    dma[p] = addr;
+  }
+  // Under mu: p is no longer mapped (nothing if it was not).
+  void forget_mapping(const Page* p) {
+    auto it = dma.find(p);
+    if (it == dma.end()) return;
+    auto u = dma_users.find(it->second);
+    if (u != dma_users.end() && --u->second == 0) dma_users.erase(u);
+    dma.erase(it);
+  }
 };
 
 enum class MapFail { never, always, every_other };
@@ -121,6 +140,14 @@ struct CountingOptions {
   std::size_t page_budget = std::numeric_limits<std::size_t>::max();
   // Most pages one alloc_bulk call hands out; unlimited by default.
   std::size_t per_call_cap = std::numeric_limits<std::size_t>::max();
+  // map, unmap and sync_for_device go to the inner provider, whose device
+  // addresses the pool then gets (a provider that registers pages, as
+  // io_uring or AF_XDP do). Off: map hands out fake addresses from
+  // kFakeDmaBase and the inner provider never sees a mapping.
+  bool inner_map = false;
+  // Every address map gives must be below this (an io_uring table's slot
+  // count); others are counted in ProviderLog::bad_dma.
+  std::uint64_t dma_limit = std::numeric_limits<std::uint64_t>::max();
 };
 
 // Device addresses handed out by CountingProvider::map: far from any virtual
@@ -129,7 +156,9 @@ inline constexpr std::uint64_t kFakeDmaBase = 0xD0A0'0000'0000'0000ull;
 
 // Forwards pages to an inner provider and records every call. alloc_bulk,
 // release_bulk, map, unmap and sync are safe from any thread. The failure
-// knobs may be changed while a pool uses the provider.
+// knobs may be changed while a pool uses the provider. A refused map (a
+// failure knob, or the inner provider's error with inner_map) is counted
+// in map_refused.
 class CountingProvider final : public pagepool::Provider {
  public:
   explicit CountingProvider(CountingOptions opt = {},
@@ -209,39 +238,54 @@ class CountingProvider final : public pagepool::Provider {
   std::error_code map(Page* p, std::uint64_t* dma) noexcept override {
     const std::uint64_t seq = log_->map_calls.fetch_add(1);
     const MapFail m = map_fail_.load();
-    const bool refuse = m == MapFail::always || (m == MapFail::every_other && seq % 2 == 1);
+    std::error_code ec;
+    if (m == MapFail::always || (m == MapFail::every_other && seq % 2 == 1))
+      ec = std::make_error_code(std::errc::io_error);
+    else if (opt_.inner_map)
+      ec = inner_->map(p, dma);  // outside log_->mu: may be a syscall
+    else
+      *dma = kFakeDmaBase + (seq << 12);
     std::lock_guard lock(log_->mu);
     log_->map_threads.insert(std::this_thread::get_id());
     PageState& s = log_->pages[p];
     if (!s.out) log_->map_of_resting.fetch_add(1);
     if (s.mapped) log_->double_maps.fetch_add(1);
-    if (refuse) {
+    if (ec) {
       log_->map_refused.fetch_add(1);
       s.refused = true;
-      return std::make_error_code(std::errc::io_error);
+      return ec;
     }
-    *dma = kFakeDmaBase + (seq << 12);
+    if (*dma >= opt_.dma_limit) log_->bad_dma.fetch_add(1);
+    log_->forget_mapping(p);  // a double map replaces the earlier address
+    log_->note_mapping(p, *dma);
     s.mapped = true;
     s.refused = false;
-    log_->dma[p] = *dma;
     return {};
   }
 
   void unmap(Page* p) noexcept override {
     log_->unmap_calls.fetch_add(1);
-    std::lock_guard lock(log_->mu);
-    PageState& s = log_->pages[p];
-    if (!s.mapped) log_->bad_unmaps.fetch_add(1);
-    s.mapped = false;
-    log_->dma.erase(p);
+    {
+      std::lock_guard lock(log_->mu);
+      PageState& s = log_->pages[p];
+      if (!s.mapped) log_->bad_unmaps.fetch_add(1);
+      s.mapped = false;
+      log_->forget_mapping(p);
+    }
+    if (opt_.inner_map) inner_->unmap(p);
   }
 
   bool needs_sync() const noexcept override { return opt_.needs_sync; }
   void sync_for_device(Page* p, std::uint32_t offset, std::uint32_t len) noexcept override {
-    std::lock_guard lock(log_->mu);
-    if (!log_->pages[p].mapped) log_->sync_unmapped.fetch_add(1);
-    log_->syncs.push_back({p, offset, len});
+    {
+      std::lock_guard lock(log_->mu);
+      if (!log_->pages[p].mapped) log_->sync_unmapped.fetch_add(1);
+      log_->syncs.push_back({p, offset, len});
+    }
+    if (opt_.inner_map) inner_->sync_for_device(p, offset, len);
   }
+
+  int nid(const Page* p) const noexcept override { return inner_->nid(p); }
 
   void set_nid(int nid) noexcept override {
     {

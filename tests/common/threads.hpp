@@ -5,6 +5,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -13,11 +14,20 @@
 namespace pptest::common {
 
 // Runs f on a new thread and waits for it (the join orders everything).
-// The thread exits afterwards, which hands over its pending returns.
+// The thread exits afterwards, which hands over its pending returns. What f
+// throws is rethrown here, so it fails the test instead of terminating.
 template <class F>
 void on_other_thread(F&& f) {
-  std::thread t(std::forward<F>(f));
+  std::exception_ptr thrown;
+  std::thread t([&] {
+    try {
+      f();
+    } catch (...) {
+      thrown = std::current_exception();
+    }
+  });
   t.join();
+  if (thrown) std::rethrow_exception(thrown);
 }
 
 // A thread that stays alive between jobs, so the pages it put stay pending

@@ -1,15 +1,15 @@
-// Helpers for the provider tests (provider_test, fault_test, numa_test):
+// Helpers for the provider tests (provider_test, fault_test, numa_test,
+// umem_test):
 //
-//  - the counting provider shared with the unit suite
-//    (common/counting_provider.hpp), and checks over what it logged: every
-//    page came back, mappings balance the pages the pool holds.
+//  - from tests/common, shared with the unit suite: the counting provider
+//    and the checks over what it logged (every page came back, mappings
+//    balance the pages the pool holds), the pool's accounting invariant,
+//    counter deltas, page data helpers, threads.
 //  - FakeNodeProvider: a ChunkProvider whose chunks claim to be on a NUMA
 //    node the test chooses, so the NUMA logic can be tested on one node.
-//  - counter deltas, the pool's accounting invariant, page data helpers,
-//    a thread that stays alive with its pending returns, smaps readers, and
-//    a guard that reserves huge pages and restores the previous value.
-//
-// Adapted from tests/unit/test_util.hpp.
+//  - allocating until the pool says no, a thread that stays alive with its
+//    pending returns, smaps readers, and a guard that reserves huge pages
+//    and restores the previous value.
 #pragma once
 
 #include <fcntl.h>
@@ -35,13 +35,14 @@
 #include <vector>
 
 #include "common/counting_provider.hpp"
+#include "common/invariants.hpp"
 #include "common/pool_test_util.hpp"
 #include "common/threads.hpp"
 #include "pagepool/pagepool.hpp"
 
 namespace ppprov {
 
-using namespace ::pptest::common;  // CountingProvider, StatsWatch, EXPECT_MOVED, page helpers
+using namespace ::pptest::common;  // CountingProvider, expect_consistent, StatsWatch, page helpers
 
 using pagepool::Page;
 using pagepool::Pool;
@@ -104,72 +105,7 @@ class FakeNodeProvider final : public pagepool::ChunkProvider {
   std::vector<int> asked_;
 };
 
-// Every page the provider handed out came back, each exactly once, unmapped,
-// and nothing broke the contract on the way. For after teardown.
-inline void expect_all_returned(ProviderLog& log) {
-  EXPECT_EQ(log.release_pages.load(), log.alloc_pages.load()) << "pages handed out vs released";
-  EXPECT_EQ(log.out_now(), 0u) << "pages still out of the provider";
-  EXPECT_EQ(log.unmap_calls.load(), log.map_calls.load() - log.map_refused.load())
-      << "every successful map unmapped once";
-  EXPECT_EQ(log.mapped_now(), 0u);
-  EXPECT_EQ(log.bad_unmaps.load(), 0u);
-  EXPECT_EQ(log.double_maps.load(), 0u);
-  EXPECT_EQ(log.bad_releases.load(), 0u);
-  EXPECT_EQ(log.double_releases.load(), 0u);
-  EXPECT_EQ(log.map_of_resting.load(), 0u);
-  EXPECT_EQ(log.double_allocs.load(), 0u);
-  EXPECT_EQ(log.sync_unmapped.load(), 0u);
-}
-
-#define EXPECT_ALL_RETURNED(log)         \
-  do {                                   \
-    SCOPED_TRACE("provider balance");    \
-    ::ppprov::expect_all_returned(*(log)); \
-  } while (0)
-
-// While the pool lives: pages mapped now == pages the pool holds (kDmaMap),
-// and no contract violation so far.
-inline void expect_mapping_balanced(const Pool& pool, ProviderLog& log) {
-  if (pool.params().flags & pagepool::kDmaMap) {
-    EXPECT_EQ(log.mapped_now(), pool.levels().held);
-  }
-  EXPECT_EQ(log.out_now(), pool.levels().held);
-  EXPECT_EQ(log.bad_unmaps.load(), 0u);
-  EXPECT_EQ(log.double_maps.load(), 0u);
-  EXPECT_EQ(log.bad_releases.load(), 0u);
-  EXPECT_EQ(log.double_releases.load(), 0u);
-}
-
-// ---- counters ---------------------------------------------------------------------
-
-// The accounting invariant, for a quiescent pool on its owner thread:
-// Pool::check() finds nothing broken, the levels add up to the pages held,
-// and hold - release equals them too. `inflight`: pages the test holds, if
-// it knows.
-inline pagepool::Levels expect_consistent(const Pool& pool,
-                                          std::optional<std::uint64_t> inflight = std::nullopt) {
-  pagepool::Levels l{};
-  try {
-    l = pool.check();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "check() threw: " << e.what();
-    return pool.levels();
-  }
-  EXPECT_EQ(l.cache + l.ring + l.pending + l.carving_idle + l.inflight, l.held);
-  EXPECT_LE(l.cache + l.ring + l.pending + l.carving_idle, l.held);
-  const pagepool::Stats s = pool.stats();
-  EXPECT_EQ(s.hold - s.release, l.held);
-  if (inflight) {
-    EXPECT_EQ(l.inflight, *inflight) << "pages out of the pool";
-  }
-  return l;
-}
-
-#define EXPECT_CONSISTENT(pool, ...)                   \
-  do {                                                 \
-    SCOPED_TRACE("pool invariants");                   \
-    ::ppprov::expect_consistent(*(pool) __VA_OPT__(, ) __VA_ARGS__); \
-  } while (0)
+// ---- pages ---------------------------------------------------------------------------
 
 // Allocates until the pool says no; returns what it got.
 inline std::vector<Page*> alloc_until_fail(Pool& pool, std::size_t limit = 1u << 20) {
@@ -181,7 +117,6 @@ inline std::vector<Page*> alloc_until_fail(Pool& pool, std::size_t limit = 1u <<
   }
   return out;
 }
-
 
 inline std::vector<Page*> slice(const std::vector<Page*>& v, std::size_t from, std::size_t to) {
   return std::vector<Page*>(v.begin() + static_cast<std::ptrdiff_t>(from),

@@ -28,7 +28,6 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -40,6 +39,7 @@
 #include "common/netns.hpp"
 #include "pagepool/pagepool.hpp"
 #include "pagepool/providers/umem.hpp"
+#include "test_support.hpp"
 
 namespace {
 
@@ -49,6 +49,7 @@ using pagepool::Pool;
 using pagepool::PoolPtr;
 using pagepool::Provider;
 using pagepool::UmemProvider;
+using namespace ppprov;  // CountingProvider, alloc_n, alloc_until_fail, EXPECT_CONSISTENT
 
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 
@@ -91,70 +92,6 @@ PoolPtr make_pool(std::shared_ptr<Provider> prov, std::uint32_t pool_size = 1024
   p.name = "umem-test";
   p.provider = std::move(prov);
   return Pool::create(p);
-}
-
-// Forwards to a UmemProvider and records every map and unmap, so a test
-// can see that each page is mapped exactly once on entering a pool and
-// unmapped exactly once on leaving it.
-class CountingProvider final : public Provider {
- public:
-  explicit CountingProvider(std::shared_ptr<UmemProvider> inner) : inner_(std::move(inner)) {}
-  unsigned order() const noexcept override { return inner_->order(); }
-  const char* name() const noexcept override { return "counting-umem"; }
-  std::size_t alloc_bulk(Page** out, std::size_t n) noexcept override {
-    return inner_->alloc_bulk(out, n);
-  }
-  void release_bulk(Page* const* pages, std::size_t n) noexcept override {
-    {
-      std::lock_guard lock(mu_);
-      for (std::size_t i = 0; i < n; ++i)
-        if (mapped_.count(pages[i])) ++released_mapped_;
-    }
-    inner_->release_bulk(pages, n);
-  }
-  std::error_code map(Page* p, std::uint64_t* dma) noexcept override {
-    const std::error_code ec = inner_->map(p, dma);
-    std::lock_guard lock(mu_);
-    ++maps_;
-    if (!mapped_.insert(p).second) ++double_maps_;
-    return ec;
-  }
-  void unmap(Page* p) noexcept override {
-    inner_->unmap(p);
-    std::lock_guard lock(mu_);
-    ++unmaps_;
-    if (mapped_.erase(p) == 0) ++bad_unmaps_;
-  }
-  int nid(const Page* p) const noexcept override { return inner_->nid(p); }
-  void set_nid(int nid) noexcept override { inner_->set_nid(nid); }
-
-  struct Counts {
-    std::uint64_t maps, unmaps, mapped_now, double_maps, bad_unmaps, released_mapped;
-  };
-  Counts counts() const {
-    std::lock_guard lock(mu_);
-    return {maps_, unmaps_, mapped_.size(), double_maps_, bad_unmaps_, released_mapped_};
-  }
-
- private:
-  std::shared_ptr<UmemProvider> inner_;
-  mutable std::mutex mu_;
-  std::set<Page*> mapped_;
-  std::uint64_t maps_ = 0, unmaps_ = 0, double_maps_ = 0, bad_unmaps_ = 0, released_mapped_ = 0;
-};
-
-std::vector<Page*> alloc_n(Pool& pool, std::size_t n) {
-  std::vector<Page*> v;
-  for (std::size_t i = 0; i < n; ++i) {
-    Page* p = pool.alloc_page();
-    if (!p) break;
-    v.push_back(p);
-  }
-  return v;
-}
-
-void put_all(const std::vector<Page*>& pages) {
-  for (Page* p : pages) pagepool::put_page(p);
 }
 
 // ---- arguments --------------------------------------------------------------
@@ -204,7 +141,10 @@ TEST(UmemProvider, DmaAddressIsUmemOffset) {
   EXPECT_EQ(umem->size(), 4 * kMiB);
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(umem->base()) % (2 * kMiB), 0u);
   EXPECT_STREQ(umem->name(), "umem");
-  auto counting = std::make_shared<CountingProvider>(umem);
+  // Sees that each page is mapped exactly once on entering the pool and
+  // unmapped exactly once on leaving it.
+  auto counting = std::make_shared<CountingProvider>(CountingOptions{.inner_map = true}, umem);
+  const auto log = counting->log();
   PoolPtr pool = make_pool(counting);
 
   // 700 pages: more than one 2 MiB chunk (512 pages).
@@ -232,26 +172,25 @@ TEST(UmemProvider, DmaAddressIsUmemOffset) {
   EXPECT_EQ(umem->reserved_bytes(), 4 * kMiB);
 
   // Bulk refills of 64: 704 pages entered, each mapped once.
-  CountingProvider::Counts c = counting->counts();
-  EXPECT_EQ(c.maps, pool->stats().hold);
-  EXPECT_EQ(c.maps, 704u);
-  EXPECT_EQ(c.unmaps, 0u);
-  EXPECT_EQ(c.double_maps, 0u);
+  EXPECT_EQ(log->map_calls.load(), pool->stats().hold);
+  EXPECT_EQ(log->map_calls.load(), 704u);
+  EXPECT_EQ(log->unmap_calls.load(), 0u);
+  EXPECT_EQ(log->double_maps.load(), 0u);
   // Recycling does not map again.
   put_all(pages);
   const std::vector<Page*> again = alloc_n(*pool, 700);
   ASSERT_EQ(again.size(), 700u);
-  EXPECT_EQ(counting->counts().maps, 704u);
+  EXPECT_EQ(log->map_calls.load(), 704u);
   for (Page* p : again) ASSERT_EQ(umem->page_at(pagepool::page_dma_addr(p)), p);
   put_all(again);
-  (void)pool->check();
+  EXPECT_CONSISTENT(pool, 0);
   const std::uint64_t former = pagepool::page_dma_addr(pages[0]);
   pool.reset();
-  c = counting->counts();
-  EXPECT_EQ(c.unmaps, c.maps);
-  EXPECT_EQ(c.mapped_now, 0u);
-  EXPECT_EQ(c.bad_unmaps, 0u);
-  EXPECT_EQ(c.released_mapped, 0u) << "pages must be unmapped before they go back";
+  EXPECT_EQ(log->unmap_calls.load(), log->map_calls.load());
+  EXPECT_EQ(log->mapped_now(), 0u);
+  EXPECT_EQ(log->bad_unmaps.load(), 0u);
+  EXPECT_EQ(log->bad_releases.load(), 0u) << "pages must be unmapped before they go back";
+  EXPECT_ALL_RETURNED(log);
   // Back in the provider: no pool holds it.
   EXPECT_EQ(umem->page_at(former), nullptr);
 }
@@ -298,9 +237,7 @@ TEST(UmemProvider, ExhaustsAtRegionSize) {
   EXPECT_EQ(pool->inflight(), 512u);
 
   put_all(pages);
-  const pagepool::Levels l = pool->check();
-  EXPECT_EQ(l.inflight, 0u);
-  EXPECT_EQ(l.held, pool->stats().hold - pool->stats().release);
+  EXPECT_CONSISTENT(pool, 0);  // includes held == hold - release
 }
 
 // ---- rings --------------------------------------------------------------------------
@@ -411,7 +348,7 @@ std::string receive_into_pool_page() {
            "; libxdp said: " + g_lib_log;
 
   std::string result;
-  std::vector<Page*> posted = alloc_n(*pool, 32);
+  std::vector<Page*> posted = alloc_until_fail(*pool, 32);
   std::set<Page*> posted_set(posted.begin(), posted.end());
   std::uint32_t idx = 0;
   if (posted.size() != 32 || xsk_ring_prod__reserve(umem->fill(), 32, &idx) != 32) {

@@ -17,16 +17,16 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <system_error>
 #include <thread>
-#include <unordered_set>
 #include <vector>
 
+#include "common/counting_provider.hpp"
+#include "common/invariants.hpp"
+#include "common/threads.hpp"
 #include "pagepool/pagepool.hpp"
 #include "pagepool/providers/uring.hpp"
 
@@ -37,75 +37,11 @@ using pagepool::Params;
 using pagepool::Pool;
 using pagepool::PoolPtr;
 using pagepool::UringProvider;
+using namespace pptest::common;  // CountingProvider, expect_consistent, on_other_thread
 
 std::string err_text(int err) {
   return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")";
 }
-
-// Runs f on a new thread and joins it; rethrows what it threw. The thread's
-// pending returns are flushed at its exit.
-template <class F>
-void on_other_thread(F&& f) {
-  std::exception_ptr ex;
-  std::thread t([&] {
-    try {
-      f();
-    } catch (...) {
-      ex = std::current_exception();
-    }
-  });
-  t.join();
-  if (ex) std::rethrow_exception(ex);
-}
-
-// Forwards to a UringProvider and checks the pool's side of the contract:
-// map exactly once per page entering, unmap exactly once per page leaving
-// (only pages that are mapped), and the slot each unmapped page had.
-class CountingProvider final : public pagepool::Provider {
- public:
-  explicit CountingProvider(std::shared_ptr<UringProvider> inner) : inner_(std::move(inner)) {}
-  unsigned order() const noexcept override { return inner_->order(); }
-  const char* name() const noexcept override { return "counting-uring"; }
-  std::size_t alloc_bulk(Page** out, std::size_t n) noexcept override {
-    return inner_->alloc_bulk(out, n);
-  }
-  void release_bulk(Page* const* pages, std::size_t n) noexcept override {
-    inner_->release_bulk(pages, n);
-  }
-  std::error_code map(Page* p, std::uint64_t* dma) noexcept override {
-    const std::error_code ec = inner_->map(p, dma);
-    std::lock_guard lock(mu_);
-    ++maps;
-    if (ec) return ec;
-    if (!mapped_.insert(p).second) ++double_maps;
-    if (!slots_.insert(*dma).second) ++duplicate_slots;
-    if (*dma >= inner_->table_slots()) ++bad_slots;
-    return ec;
-  }
-  void unmap(Page* p) noexcept override {
-    {
-      std::lock_guard lock(mu_);
-      ++unmaps;
-      if (mapped_.erase(p) != 1) ++bad_unmaps;
-      slots_.erase(pagepool::page_dma_addr(p));
-    }
-    inner_->unmap(p);
-  }
-  std::size_t mapped_now() {
-    std::lock_guard lock(mu_);
-    return mapped_.size();
-  }
-
-  // Read when quiescent (or under the test's own ordering).
-  std::uint64_t maps = 0, unmaps = 0, double_maps = 0, bad_unmaps = 0, duplicate_slots = 0,
-                bad_slots = 0;
-
- private:
-  std::shared_ptr<UringProvider> inner_;
-  std::mutex mu_;
-  std::unordered_set<const Page*> mapped_;
-  std::set<std::uint64_t> slots_;
-};
 
 Params mapped_params(std::uint32_t pool_size = 1024) {
   Params p;
@@ -113,18 +49,6 @@ Params mapped_params(std::uint32_t pool_size = 1024) {
   p.pool_size = pool_size;
   p.name = "uring-test";
   return p;
-}
-
-// The accounting invariant on a quiescent pool, on its owner thread.
-void expect_consistent(const Pool& pool) {
-  try {
-    const pagepool::Levels l = pool.check();
-    EXPECT_EQ(l.cache + l.ring + l.pending + l.carving_idle + l.inflight, l.held);
-    const pagepool::Stats s = pool.stats();
-    EXPECT_EQ(s.hold - s.release, l.held);
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "check(): " << e.what();
-  }
 }
 
 std::uint64_t alloc_fail(const Pool& pool) {
@@ -217,14 +141,19 @@ class UringProviderTest : public ::testing::Test {
 
 TEST_F(UringProviderTest, MapOncePerPageEnteringUnmapOnceLeaving) {
   MAKE_PROVIDER_OR_SKIP(uring, 0, 256, 128);
-  auto counting = std::make_shared<CountingProvider>(uring);
+  // Checks the pool's side of the contract: map exactly once per page
+  // entering, unmap exactly once per page leaving (only pages that are
+  // mapped), no slot held by two pages, every slot inside the table.
+  auto counting = std::make_shared<CountingProvider>(
+      CountingOptions{.inner_map = true, .dma_limit = uring->table_slots()}, uring);
+  const auto log = counting->log();
   Params params = mapped_params();
   params.provider = counting;
   PoolPtr pool = Pool::create(params);
 
   Page* p = pool->alloc_page();
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(counting->maps, 64u);  // one bulk
+  EXPECT_EQ(log->map_calls.load(), 64u);  // one bulk
   EXPECT_EQ(uring->registered(), 64u);
   const std::uint64_t slot = pagepool::page_dma_addr(p);
   EXPECT_LT(slot, 256u);
@@ -243,8 +172,8 @@ TEST_F(UringProviderTest, MapOncePerPageEnteringUnmapOnceLeaving) {
     ASSERT_NE(q, nullptr);
     pages.push_back(q);
   }
-  EXPECT_EQ(counting->maps, 128u);  // a second bulk
-  EXPECT_EQ(counting->unmaps, 0u);
+  EXPECT_EQ(log->map_calls.load(), 128u);  // a second bulk
+  EXPECT_EQ(log->unmap_calls.load(), 0u);
   EXPECT_EQ(uring->registered(), 128u);
   EXPECT_EQ(uring->registered(), pool->levels().held);
   std::set<std::uint64_t> slots;
@@ -263,7 +192,7 @@ TEST_F(UringProviderTest, MapOncePerPageEnteringUnmapOnceLeaving) {
       ASSERT_NE(q, nullptr);
     }
   }
-  EXPECT_EQ(counting->maps, 128u);
+  EXPECT_EQ(log->map_calls.load(), 128u);
   EXPECT_EQ(uring->registered(), 128u);
   expect_consistent(*pool);
 
@@ -272,18 +201,19 @@ TEST_F(UringProviderTest, MapOncePerPageEnteringUnmapOnceLeaving) {
   for (std::size_t i = 10; i < pages.size(); ++i) pagepool::put_page(pages[i]);
   pages.resize(10);
   pool.reset();
-  EXPECT_EQ(counting->unmaps, 118u);
+  EXPECT_EQ(log->unmap_calls.load(), 118u);
   EXPECT_EQ(uring->registered(), 10u);
   on_other_thread([&pages] {
     for (Page* q : pages) pagepool::put_page(q);
   });
-  EXPECT_EQ(counting->maps, 128u);
-  EXPECT_EQ(counting->unmaps, 128u);
-  EXPECT_EQ(counting->mapped_now(), 0u);
-  EXPECT_EQ(counting->double_maps, 0u);
-  EXPECT_EQ(counting->bad_unmaps, 0u);
-  EXPECT_EQ(counting->duplicate_slots, 0u);
-  EXPECT_EQ(counting->bad_slots, 0u);
+  EXPECT_EQ(log->map_calls.load(), 128u);
+  EXPECT_EQ(log->unmap_calls.load(), 128u);
+  EXPECT_EQ(log->mapped_now(), 0u);
+  EXPECT_EQ(log->double_maps.load(), 0u);
+  EXPECT_EQ(log->bad_unmaps.load(), 0u);
+  EXPECT_EQ(log->duplicate_dma.load(), 0u);
+  EXPECT_EQ(log->bad_dma.load(), 0u);
+  EXPECT_ALL_RETURNED(log);
   EXPECT_EQ(uring->registered(), 0u);
   EXPECT_EQ(uring->unregister_failures(), 0u);
 }
@@ -749,12 +679,7 @@ TEST_F(UringProviderTest, ConcurrentPoolsShareTheTable) {
         for (Page* p : remote) pagepool::put_page(p);
       }).join();
     }
-    try {
-      pool->check();
-    } catch (...) {
-      ++errors;
-    }
-    if (pool->inflight() != 0) ++errors;
+    expect_consistent(*pool, 0);  // on this pool's owner thread
   };
   std::thread a(worker, 0), b(worker, 1);
   a.join();

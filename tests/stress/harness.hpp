@@ -5,6 +5,8 @@
 #pragma once
 
 #include <functional>
+#include <thread>
+#include <vector>
 
 #include "stress_util.hpp"
 
@@ -422,5 +424,23 @@ class Actor {
   std::size_t bulk_target_ = 8;
   std::vector<PoolCtx*> observed_;
 };
+
+// Quiesces a run from the owner's thread: no new handles from now on; the
+// owner takes what reaches its inbox and puts everything it holds until no
+// handle is live anywhere (the workers drain themselves and exit then), or
+// `seconds` pass; then the workers are joined. Fails the test if handles
+// are still live.
+inline void quiesce(World& w, Actor& owner, std::vector<std::thread>& workers, double seconds) {
+  w.stop.store(true, std::memory_order_release);
+  const bool drained = wait_for(
+      [&] {
+        owner.step_incoming(64);
+        owner.drain();
+        return w.live.load(std::memory_order_acquire) == 0;
+      },
+      seconds);
+  for (auto& t : workers) t.join();
+  EXPECT_TRUE(drained) << w.live.load() << " handles still live";
+}
 
 }  // namespace ppstress

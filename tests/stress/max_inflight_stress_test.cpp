@@ -47,13 +47,7 @@ TEST(MaxInflight, CapHoldsUnderConcurrentReturns) {
       std::this_thread::yield();
     }
   }
-  w.stop.store(true, std::memory_order_release);
-  EXPECT_TRUE(wait_for([&] {
-    owner.step_incoming(64);
-    owner.drain();
-    return w.live.load(std::memory_order_acquire) == 0;
-  }));
-  for (auto& t : threads) t.join();
+  quiesce(w, owner, threads, 20.0);
 
   std::printf("[ cap ] %llu allocs, %llu refused, max pages held %lld of %u\n",
               (unsigned long long)w.n_alloc.load(), (unsigned long long)w.n_limited.load(),

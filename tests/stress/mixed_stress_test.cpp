@@ -131,16 +131,7 @@ TEST_P(MixedStress, OwnerAndWorkersAllocShareHandOffAndPut) {
   }
 
   // ---- quiesce: no new handles; everyone puts what they hold ----
-  w.stop.store(true, std::memory_order_release);
-  const bool drained = wait_for(
-      [&] {
-        owner.step_incoming(64);
-        owner.drain();
-        return w.live.load(std::memory_order_acquire) == 0;
-      },
-      30.0);
-  EXPECT_TRUE(drained) << w.live.load() << " handles still live";
-  for (auto& t : threads) t.join();
+  quiesce(w, owner, threads, 30.0);
   w.observe.store(false);
 
   std::printf("[ %s ] %llu owner iterations, %llu allocs (%llu frags), %llu gets, %llu puts + %llu bulk, "

@@ -14,7 +14,13 @@
 //  - CountingProvider: forwards to an AnonProvider and counts pages in and
 //    out, checks the provider contract on every call (ref 0, pool nullptr, no
 //    page released twice or handed out twice), can ask for device syncs and
-//    can be limited to a number of pages out at once.
+//    can be limited to a number of pages out at once. Relaxed atomics only,
+//    like the shadow: the unit and provider suites' counting provider
+//    (common/counting_provider.hpp) logs under a mutex, which would order
+//    the threads calling it and could hide a race from ThreadSanitizer.
+//  - expect_quiescent: the accounting every suite checks
+//    (common/invariants.hpp), at quiescence, before and after the caller's
+//    flush.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -35,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/invariants.hpp"
 #include "pagepool/pagepool.hpp"
 
 namespace ppstress {
@@ -495,17 +502,9 @@ inline void expect_quiescent(Pool& pool, const char* name) {
   SCOPED_TRACE(name);
   for (int pass = 0; pass < 2; ++pass) {
     SCOPED_TRACE(pass == 0 ? "as left" : "after the caller's flush_thread()");
-    pagepool::Levels l{};
-    EXPECT_NO_THROW(l = pool.check());
-    const pagepool::Stats s = pool.stats();
-    EXPECT_EQ(l.inflight, 0u);
-    EXPECT_EQ(pool.inflight(), 0u);
-    EXPECT_EQ(s.hold - s.release, l.held);
-    EXPECT_EQ(l.cache + l.ring + l.pending + l.carving_idle, l.held)
-        << "cache " << l.cache << " ring " << l.ring << " pending " << l.pending << " carving_idle "
-        << l.carving_idle;
-    EXPECT_LE(l.cache, Pool::kCacheSize);
-    EXPECT_LE(l.ring, pool.params().pool_size);
+    // check(), the levels adding up to held == hold - release, their
+    // bounds, and nothing out (inflight 0).
+    const pagepool::Levels l = pptest::common::expect_consistent(pool, 0);
     if (pass == 0)
       pagepool::flush_thread();
     else

@@ -169,16 +169,7 @@ bool teardown_round(std::uint64_t round, Mode mode) {
   }
 
   // Phase 4: quiesce.
-  w.stop.store(true, std::memory_order_release);
-  const bool drained = wait_for(
-      [&] {
-        owner.step_incoming(64);
-        owner.drain();
-        return w.live.load(std::memory_order_acquire) == 0;
-      },
-      30.0);
-  EXPECT_TRUE(drained) << w.live.load() << " handles still live";
-  for (auto& t : threads) t.join();
+  quiesce(w, owner, threads, 30.0);
 
   EXPECT_EQ(ctx.pages_out.load(), 0);
   EXPECT_TRUE(weak_prov.expired()) << "the provider outlived the last put (pool not freed?)";

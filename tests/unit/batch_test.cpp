@@ -36,12 +36,6 @@ using pagepool::Page;
 using pagepool::Params;
 using pagepool::Pool;
 
-Params sized(std::uint32_t pool_size) {
-  Params p;
-  p.pool_size = pool_size;
-  return p;
-}
-
 std::set<Page*> as_set(const std::vector<Page*>& v) { return {v.begin(), v.end()}; }
 
 // ---- handover when the batch is full ------------------------------------------

@@ -21,15 +21,6 @@ using pagepool::Page;
 using pagepool::Params;
 using pagepool::Pool;
 
-// Every page the provider handed out came back, each exactly once, and no
-// page came back still referenced or still in a pool.
-void expect_all_returned(const ProviderLog& log) {
-  EXPECT_EQ(log.release_pages.load(), log.alloc_pages.load());
-  EXPECT_EQ(log.bad_releases.load(), 0u);
-  EXPECT_EQ(log.bad_unmaps.load(), 0u);
-  EXPECT_EQ(log.unmap_calls.load(), log.map_calls.load() - log.map_refused.load());
-}
-
 // Nothing out: destroy gives every page back and frees the pool, and with
 // it the provider, before reset() returns.
 TEST(Teardown, NothingOutFreesEverythingAtOnce) {
@@ -41,7 +32,7 @@ TEST(Teardown, NothingOutFreesEverythingAtOnce) {
   EXPECT_TRUE(c.provider.expired());
   EXPECT_TRUE(c.log->destroyed.load());
   EXPECT_EQ(c.log->alloc_pages.load(), 128u);
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // A pool that never allocated is freed at once too.
@@ -74,7 +65,7 @@ TEST(Teardown, CacheRingAndTakenChainAreReleased) {
   c.pool.reset();
   EXPECT_TRUE(c.provider.expired());
   EXPECT_EQ(c.log->alloc_pages.load(), 192u);
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // Pages out at destroy: the resting ones go back at once; each later last
@@ -99,7 +90,7 @@ TEST(Teardown, PagesOutKeepThePoolUntilTheLastPut) {
   }
   pagepool::put_page(out[4]);
   EXPECT_TRUE(c.provider.expired());
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // After destroy every way of returning a page releases it: put_page(Page*),
@@ -135,7 +126,7 @@ TEST(Teardown, EveryKindOfPutAfterDestroyReleases) {
   Page* last = out[7];
   on_other_thread([last] { pagepool::put_page(last); });
   EXPECT_TRUE(c.provider.expired());
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // recycle.released_refcnt counts the pages released at their last put
@@ -158,7 +149,7 @@ TEST(Teardown, ReleasedRefcntCountsLastPutsAfterDestroy) {
   EXPECT_EQ(c.log->release_pages.load(), 63u);
   pagepool::put_page(out[5]);
   EXPECT_TRUE(c.provider.expired());
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // Many pages out at destroy, returned later by several threads at once.
@@ -176,7 +167,7 @@ TEST(Teardown, PagesReturnedLaterFromManyThreads) {
     });
   for (auto& t : ts) t.join();
   EXPECT_TRUE(c.provider.expired());
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // Pages returned by threads racing with destroy: whichever side comes
@@ -204,7 +195,7 @@ TEST(Teardown, PutsRacingWithDestroy) {
     c.pool.reset();
     for (auto& t : ts) t.join();
     ASSERT_TRUE(c.provider.expired()) << "round " << round;
-    expect_all_returned(*c.log);
+    EXPECT_ALL_RETURNED(c.log);
   }
 }
 
@@ -225,7 +216,7 @@ TEST(Teardown, FragmentsOutstandingAtDestroy) {
   EXPECT_EQ(c.log->release_pages.load(), 63u);
   pagepool::put_page(f2);
   EXPECT_TRUE(c.provider.expired());
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // Fragments of a page that carving has left, and of the carving page,
@@ -242,7 +233,7 @@ TEST(Teardown, FragmentsOfTwoPagesOutstanding) {
   EXPECT_FALSE(c.provider.expired());
   pagepool::put_page(b);
   EXPECT_TRUE(c.provider.expired());
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // A carving page whose fragments are all back is resting: destroy gives it
@@ -255,7 +246,7 @@ TEST(Teardown, IdleCarvingPageIsReleasedAtOnce) {
   ASSERT_EQ(c.pool->levels().carving_idle, 1u);
   c.pool.reset();
   EXPECT_TRUE(c.provider.expired());
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // With a full cache at destroy, the idle carving page is released as well.
@@ -275,7 +266,7 @@ TEST(Teardown, IdleCarvingPageWithAFullCache) {
   c.pool.reset();
   EXPECT_TRUE(c.provider.expired());
   EXPECT_EQ(c.log->alloc_pages.load(), 192u);
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // kDmaMap pools unmap every page on its way out, including those returned
@@ -291,7 +282,7 @@ TEST(Teardown, MappedPagesAreUnmappedOnTheirWayOut) {
   on_other_thread([&] { put_all(out); });
   EXPECT_TRUE(c.provider.expired());
   EXPECT_EQ(c.log->mapped_now(), 0u);
-  expect_all_returned(*c.log);
+  EXPECT_ALL_RETURNED(c.log);
 }
 
 // The default provider works the same way: a pool with pages out outlives
