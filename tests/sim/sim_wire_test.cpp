@@ -85,6 +85,17 @@ class Port {
   std::uint64_t posted_ = 0;
 };
 
+// The wire counters after a transmit(), all four at once.
+struct Wire {
+  std::uint64_t received, duplicate, corrupt, unchecked;
+};
+void expect_wire(const DeviceStats& st, Wire w) {
+  EXPECT_EQ(st.wire_received, w.received) << "frames the hardware transmitted and checked";
+  EXPECT_EQ(st.wire_duplicate, w.duplicate) << "frames seen before";
+  EXPECT_EQ(st.wire_corrupt, w.corrupt) << "frames whose stamp did not verify";
+  EXPECT_EQ(st.wire_unchecked, w.unchecked) << "frames behind the duplicate window";
+}
+
 SimOptions one_port(std::uint64_t frames) {
   SimOptions o;
   o.devices = 1;
@@ -100,11 +111,7 @@ TEST(SimWire, AFrameTransmittedTwiceIsADuplicate) {
   for (std::uint64_t s = 0; s < 8; ++s) tx.push_back(p.frame(s));
   tx.push_back(p.frame(3));
   ASSERT_NO_FATAL_FAILURE(p.transmit(tx));
-  const DeviceStats st = p.dev().stats();
-  EXPECT_EQ(st.wire_received, 9u);
-  EXPECT_EQ(st.wire_duplicate, 1u);
-  EXPECT_EQ(st.wire_corrupt, 0u);
-  EXPECT_EQ(st.wire_unchecked, 0u);
+  expect_wire(p.dev().stats(), {.received = 9, .duplicate = 1, .corrupt = 0, .unchecked = 0});
 }
 
 TEST(SimWire, AFrameChangedInFlightIsCorrupt) {
@@ -116,10 +123,7 @@ TEST(SimWire, AFrameChangedInFlightIsCorrupt) {
   f3.off += f3.len;                                  // an empty frame: no stamp at all
   f3.len = 0;
   ASSERT_NO_FATAL_FAILURE(p.transmit({p.frame(0), f1, f2, f3}));
-  const DeviceStats st = p.dev().stats();
-  EXPECT_EQ(st.wire_received, 4u);
-  EXPECT_EQ(st.wire_corrupt, 3u);
-  EXPECT_EQ(st.wire_duplicate, 0u);
+  expect_wire(p.dev().stats(), {.received = 4, .duplicate = 0, .corrupt = 3, .unchecked = 0});
 }
 
 // A window of 128 sequence numbers: the check slides with the newest frame
@@ -136,11 +140,7 @@ TEST(SimWire, TheDuplicateWindowSlidesAndKeepsRecentFrames) {
   // 130 new, 200 dup, 300 new (window [192, 320)), 200 still a dup,
   // 130 behind it, 319 new.
   ASSERT_NO_FATAL_FAILURE(p.transmit(tx));
-  const DeviceStats st = p.dev().stats();
-  EXPECT_EQ(st.wire_received, 11u);
-  EXPECT_EQ(st.wire_duplicate, 3u);
-  EXPECT_EQ(st.wire_unchecked, 2u);
-  EXPECT_EQ(st.wire_corrupt, 0u);
+  expect_wire(p.dev().stats(), {.received = 11, .duplicate = 3, .corrupt = 0, .unchecked = 2});
 }
 
 TEST(SimWire, VerifyWindowMustBeAPowerOfTwoInRange) {
