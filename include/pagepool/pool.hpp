@@ -250,8 +250,8 @@ class Pool {
   // ---- owner-written, hot --------------------------------------------------
   // The cache count and the recycle.cached counter in one word:
   // [cached : 56 | count : 8]. A direct recycle publishes the new count and
-  // counts itself with one store instead of two; the fast path, the one
-  // counter it has and the count are never apart. Owner-written; atomic so
+  // counts itself with one store instead of two, and a stats reader gets
+  // the count and the counter from one load. Owner-written; atomic so
   // stats readers may load it (relaxed). 2^56 recycles do not wrap in years
   // of one thread recycling back to back. Without PAGEPOOL_STATS the cached
   // field stays 0.
