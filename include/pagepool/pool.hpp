@@ -173,7 +173,13 @@ class Pool {
   bool is_owner() const noexcept {
     return owner_.load(std::memory_order_relaxed) == detail::self();
   }
+  // The parameters the pool was created with; immutable, so any thread may
+  // read them. params().nid is the node at creation: nid() is the current
+  // one after update_nid.
   const Params& params() const noexcept { return params_; }
+  // The pool's NUMA node now (-1: any). Any thread; relaxed, so a reader
+  // racing update_nid may see the old node.
+  int nid() const noexcept { return nid_.load(std::memory_order_relaxed); }
   std::size_t page_bytes() const noexcept { return page_bytes_; }
   Provider& provider() const noexcept { return *prov_; }
 

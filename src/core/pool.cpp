@@ -97,8 +97,7 @@ void Pool::update_nid(int nid) {
   if (nid < -1 || nid > detail::max_node())
     bad(params_, "update_nid: nid " + std::to_string(nid) + " out of range [-1, " +
                      std::to_string(detail::max_node()) + "]");
-  nid_.store(nid, std::memory_order_relaxed);
-  params_.nid = nid;
+  nid_.store(nid, std::memory_order_relaxed);  // params_ stays as created: other threads read it
   const std::uint8_t c = checks_.load(std::memory_order_relaxed);
   checks_.store(nid >= 0 ? c | kCheckNid : c & ~kCheckNid, std::memory_order_relaxed);
   prov_->set_nid(nid);

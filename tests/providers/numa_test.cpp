@@ -21,9 +21,11 @@
 #include <numa.h>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pagepool/pagepool.hpp"
@@ -184,7 +186,7 @@ TEST(NumaUpdate, ReleasesCachedForeignPagesAndTellsTheProvider) {
   c.pool->update_nid(0);
   EXPECT_MOVED(w, {.waive = 64, .release = 64});
   EXPECT_EQ(c.log->take_set_nids(), std::vector<int>{0});
-  EXPECT_EQ(c.pool->params().nid, 0);
+  EXPECT_EQ(c.pool->nid(), 0);
   EXPECT_EQ(c.pool->levels().cache, 64u);
   for (std::size_t i = 0; i < 64; ++i) EXPECT_FALSE(c.log->state_of(pages[i]).out);
   // The kept pages come out in LIFO order of their puts, all node 0.
@@ -208,6 +210,8 @@ TEST(NumaUpdate, NewChunksComeFromTheNewNode) {
   EXPECT_EQ(c.pool->stats().alloc.waive, 0u);
   fake->report.store(FakeNodeProvider::kEcho);
   c.pool->update_nid(0);
+  EXPECT_EQ(c.pool->nid(), 0);
+  EXPECT_EQ(c.pool->params().nid, -1) << "params() are the creation parameters";
   EXPECT_EQ(c.pool->stats().alloc.waive, 64u);
   pages = alloc_n(*c.pool, 10);
   expect_nodes(pages, 0);
@@ -219,7 +223,7 @@ TEST(NumaUpdate, NewChunksComeFromTheNewNode) {
   c.log->take_set_nids();
   c.pool->update_nid(-1);
   EXPECT_EQ(c.log->take_set_nids(), std::vector<int>{-1});
-  EXPECT_EQ(c.pool->params().nid, -1);
+  EXPECT_EQ(c.pool->nid(), -1);
   fake->set_nid(0);
   fake->report.store(1);
   // Past what is left of the node-0 chunk, into chunks of node 1.
@@ -252,12 +256,34 @@ TEST(NumaUpdate, RejectsNodesThatDoNotExist) {
     }
   }
   // Nothing changed.
-  EXPECT_EQ(c.pool->params().nid, -1);
+  EXPECT_EQ(c.pool->nid(), -1);
   EXPECT_TRUE(c.log->take_set_nids().empty());
   put_all(pages);
   put_all(alloc_n(*c.pool, 10));
   EXPECT_EQ(c.pool->stats().alloc.waive, 0u);
   EXPECT_CONSISTENT(c.pool, 0);
+}
+
+// Other threads may read params() and nid() while the owner moves the pool:
+// params() never changes after create and nid() is atomic (TSan checks the
+// absence of a race in the tsan build).
+TEST(NumaUpdate, ReadersDoNotRaceTheOwner) {
+  auto pool = Pool::create(on_node(-1));
+  std::atomic<bool> stop{false};
+  std::thread reader([&] {
+    long seen = 0;
+    while (!stop.load(std::memory_order_relaxed)) {
+      EXPECT_EQ(pool->params().nid, -1);
+      const int n = pool->nid();
+      EXPECT_TRUE(n == -1 || n == 0) << n;
+      seen += n;
+    }
+    (void)seen;
+  });
+  for (int i = 0; i < 2000; ++i) pool->update_nid(i % 2 == 0 ? 0 : -1);
+  stop.store(true);
+  reader.join();
+  EXPECT_EQ(pool->nid(), -1);
 }
 
 TEST(NumaCreate, RejectsNodesThatDoNotExist) {
@@ -280,6 +306,7 @@ TEST(NumaCreate, RejectsNodesThatDoNotExist) {
   for (int good = -1; good <= max_node(); ++good) {
     auto pool = Pool::create(on_node(good));
     EXPECT_EQ(pool->params().nid, good);
+    EXPECT_EQ(pool->nid(), good);
   }
 }
 
