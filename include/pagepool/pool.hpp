@@ -208,11 +208,16 @@ class Pool {
 
   PP_SLOW_PATH Page* alloc_slow();
   PP_SLOW_PATH Page* alloc_frag_slow(std::uint32_t size, std::uint32_t* offset);
-  PP_SLOW_PATH void recycle_slow(Page* p, bool direct);
+  PP_SLOW_PATH void recycle_full(Page* p);
   PP_SLOW_PATH void sync_for_device_slow(Page* p, std::int32_t sync_size);
   // Remote returns (src/core/returns.cpp): a put that may not recycle
   // directly appends to the calling thread's batch for this pool.
+  // put_remote is the common case and calls nothing but, in tail position,
+  // put_remote_slow (no batch yet, or a full one) and put_remote_tail
+  // (pool closing, or a scan due).
   void put_remote(Page* p);
+  PP_SLOW_PATH void put_remote_slow(Page* p);
+  PP_SLOW_PATH void put_remote_tail();
   detail::ReturnSlot* claim_slot();
   void handover(detail::ReturnSlot* s);
   void unclaim_slot(detail::ReturnSlot* s);
@@ -354,8 +359,10 @@ PP_FAST_PATH void Pool::recycle(Page* p, std::int32_t sync_size, bool direct) {
       cache_word_.store(w + 1 + kCachedOne, std::memory_order_relaxed);  // count + 1, cached + 1
       return;
     }
+    recycle_full(p);
+    return;
   }
-  recycle_slow(p, direct);
+  put_remote(p);
 }
 
 PP_FAST_PATH void Pool::recycle_direct(Page* p) {

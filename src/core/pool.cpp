@@ -339,21 +339,17 @@ Pool::Push Pool::ring_push(Page* first, Page* last, std::uint32_t n) {
   }
 }
 
-void Pool::recycle_slow(Page* p, bool direct) {
-  if (direct) {
-    // Owner, cache full: spill the older half of the cache into the ring in
-    // one push, so the next kRefill direct recycles stay on the fast path.
-    PP_STAT(cache_full_);
-    for (std::uint32_t i = 0; i + 1 < kRefill; ++i)
-      cache_[i]->next.store(page_id(cache_[i + 1]), std::memory_order_relaxed);
-    push_or_release(cache_[0], cache_[kRefill - 1], kRefill);
-    std::copy(cache_ + kRefill, cache_ + kCacheSize, cache_);
-    cache_[kCacheSize - kRefill] = p;
-    set_cache_count(kCacheSize - kRefill + 1);
-    PP_STAT_ADD(moved_, 1 - std::uint64_t{kRefill});  // kRefill out, p in
-    return;
-  }
-  put_remote(p);
+// Owner, cache full: spill the older half of the cache into the ring in
+// one push, so the next kRefill direct recycles stay on the fast path.
+void Pool::recycle_full(Page* p) {
+  PP_STAT(cache_full_);
+  for (std::uint32_t i = 0; i + 1 < kRefill; ++i)
+    cache_[i]->next.store(page_id(cache_[i + 1]), std::memory_order_relaxed);
+  push_or_release(cache_[0], cache_[kRefill - 1], kRefill);
+  std::copy(cache_ + kRefill, cache_ + kCacheSize, cache_);
+  cache_[kCacheSize - kRefill] = p;
+  set_cache_count(kCacheSize - kRefill + 1);
+  PP_STAT_ADD(moved_, 1 - std::uint64_t{kRefill});  // kRefill out, p in
 }
 
 // Hands a chain (first .. last, n pages) to the ring; what does not fit is

@@ -93,30 +93,56 @@ using detail::ThreadReturns;
 using detail::id_page;
 using detail::page_id;
 
-// Returner: append to this thread's batch for this pool.
-void Pool::put_remote(Page* p) {
-  ThreadReturns& t = detail::t_returns;
-  ReturnSlot* s;
-  if (PP_LIKELY(t.n != 0 && t.e[t.last].pool == this)) {
-    s = t.e[t.last].slot;
-  } else {
-    s = claim_slot();
-  }
-  std::uint32_t tail = s->tail.load(std::memory_order_relaxed);
-  if (PP_UNLIKELY(tail - s->head_seen == detail::kSlotCap)) handover(s);
-  if (tail == s->head_seen) s->first_op = t.ops;
+namespace {
+
+// Returner, room in the slot: the entry, then the tail that publishes it.
+inline void append(ReturnSlot* s, std::uint32_t tail, std::uint64_t ops, Page* p) {
+  if (tail == s->head_seen) s->first_op = ops;
   s->entries[tail % detail::kSlotCap].store(page_id(p), std::memory_order_relaxed);
   // release: the entry and the page's contents happen before a stealer's
   // acquire load of tail.
   s->tail.store(tail + 1, std::memory_order_release);
-  // Dekker with destroy(): tail store, then the closed_ load. A compiler
-  // barrier suffices when destroy() uses membarrier; otherwise a full fence.
+  // Dekker with destroy(): tail store, then the caller's closed_ load. A
+  // compiler barrier suffices when destroy() uses membarrier; otherwise a
+  // full fence.
   if (PP_UNLIKELY(detail::g_returner_fence))
     std::atomic_thread_fence(std::memory_order_seq_cst);
   else
     std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (PP_UNLIKELY(closed_.load(std::memory_order_relaxed))) {
-    // The pool is being destroyed: give back what is ours now.
+}
+
+}  // namespace
+
+// Returner: append to this thread's batch for this pool. The common case:
+// the pool is the one this thread returned to last and its batch has room.
+// It calls nothing except in tail position, so it saves no registers.
+void Pool::put_remote(Page* p) {
+  ThreadReturns& t = detail::t_returns;
+  if (PP_UNLIKELY(t.n == 0 || t.e[t.last].pool != this)) return put_remote_slow(p);
+  ReturnSlot* s = t.e[t.last].slot;
+  const std::uint32_t tail = s->tail.load(std::memory_order_relaxed);
+  if (PP_UNLIKELY(tail - s->head_seen == detail::kSlotCap)) return put_remote_slow(p);
+  append(s, tail, t.ops, p);
+  if (PP_UNLIKELY(closed_.load(std::memory_order_relaxed) || ++t.ops % detail::kScanEvery == 0))
+    return put_remote_tail();
+}
+
+// Returner, any slot state: claim a slot for the pool if this thread has
+// none, hand the batch over if it is full, then append.
+void Pool::put_remote_slow(Page* p) {
+  ThreadReturns& t = detail::t_returns;
+  ReturnSlot* s = t.n != 0 && t.e[t.last].pool == this ? t.e[t.last].slot : claim_slot();
+  const std::uint32_t tail = s->tail.load(std::memory_order_relaxed);
+  if (tail - s->head_seen == detail::kSlotCap) handover(s);
+  append(s, tail, t.ops, p);
+  if (closed_.load(std::memory_order_relaxed) || ++t.ops % detail::kScanEvery == 0) put_remote_tail();
+}
+
+// After an append that found the pool closing (give back what is ours now)
+// or that is due for the periodic scan.
+void Pool::put_remote_tail() {
+  ThreadReturns& t = detail::t_returns;
+  if (closed_.load(std::memory_order_relaxed)) {
     for (std::uint32_t i = 0; i < t.n; ++i)
       if (t.e[i].pool == this) {
         ThreadReturns::drop(t, i);
@@ -124,7 +150,7 @@ void Pool::put_remote(Page* p) {
       }
     return;
   }
-  if (PP_UNLIKELY(++t.ops % detail::kScanEvery == 0)) ThreadReturns::scan(t);
+  ThreadReturns::scan(t);
 }
 
 // Finds or claims this thread's slot for the pool, evicting one if the
