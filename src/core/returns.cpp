@@ -93,26 +93,6 @@ using detail::ThreadReturns;
 using detail::id_page;
 using detail::page_id;
 
-namespace {
-
-// Returner, room in the slot: the entry, then the tail that publishes it.
-inline void append(ReturnSlot* s, std::uint32_t tail, std::uint64_t ops, Page* p) {
-  if (tail == s->head_seen) s->first_op = ops;
-  s->entries[tail % detail::kSlotCap].store(page_id(p), std::memory_order_relaxed);
-  // release: the entry and the page's contents happen before a stealer's
-  // acquire load of tail.
-  s->tail.store(tail + 1, std::memory_order_release);
-  // Dekker with destroy(): tail store, then the caller's closed_ load. A
-  // compiler barrier suffices when destroy() uses membarrier; otherwise a
-  // full fence.
-  if (PP_UNLIKELY(detail::g_returner_fence))
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  else
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-}
-
-}  // namespace
-
 // Returner: append to this thread's batch for this pool. The common case:
 // the pool is the one this thread returned to last and its batch has room.
 // It calls nothing except in tail position, so it saves no registers.
@@ -122,20 +102,29 @@ void Pool::put_remote(Page* p) {
   ReturnSlot* s = t.e[t.last].slot;
   const std::uint32_t tail = s->tail.load(std::memory_order_relaxed);
   if (PP_UNLIKELY(tail - s->head_seen == detail::kSlotCap)) return put_remote_slow(p);
-  append(s, tail, t.ops, p);
+  if (tail == s->head_seen) s->first_op = t.ops;
+  s->entries[tail % detail::kSlotCap].store(page_id(p), std::memory_order_relaxed);
+  // release: the entry and the page's contents happen before a stealer's
+  // acquire load of tail.
+  s->tail.store(tail + 1, std::memory_order_release);
+  // Dekker with destroy(): tail store, then the closed_ load. A compiler
+  // barrier suffices when destroy() uses membarrier; otherwise a full fence.
+  if (PP_UNLIKELY(detail::g_returner_fence))
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  else
+    std::atomic_signal_fence(std::memory_order_seq_cst);
   if (PP_UNLIKELY(closed_.load(std::memory_order_relaxed) || ++t.ops % detail::kScanEvery == 0))
     return put_remote_tail();
 }
 
-// Returner, any slot state: claim a slot for the pool if this thread has
-// none, hand the batch over if it is full, then append.
+// Returner: make put_remote's common case hold (this pool the thread's
+// last, claiming a slot if it has none; room in the batch, handing a full
+// one over), then append through it.
 void Pool::put_remote_slow(Page* p) {
   ThreadReturns& t = detail::t_returns;
   ReturnSlot* s = t.n != 0 && t.e[t.last].pool == this ? t.e[t.last].slot : claim_slot();
-  const std::uint32_t tail = s->tail.load(std::memory_order_relaxed);
-  if (tail - s->head_seen == detail::kSlotCap) handover(s);
-  append(s, tail, t.ops, p);
-  if (closed_.load(std::memory_order_relaxed) || ++t.ops % detail::kScanEvery == 0) put_remote_tail();
+  if (s->tail.load(std::memory_order_relaxed) - s->head_seen == detail::kSlotCap) handover(s);
+  put_remote(p);  // claim_slot made this pool t.last; handover left head_seen == tail
 }
 
 // After an append that found the pool closing (give back what is ours now)
