@@ -20,8 +20,12 @@
 #include <malloc.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <new>
+#include <vector>
 
 #include "common.hpp"
 #include "pagepool/pagepool.hpp"
@@ -110,6 +114,59 @@ struct Mmap : PlainPeer<Mmap> {
     return p == MAP_FAILED ? nullptr : p;
   }
   PPB_HOT void put(Local&, Buf b) { munmap(b, kBuf); }
+};
+
+// The floor: the least an allocator can do. One region of buffers mapped
+// up front (2 MiB aligned, transparent huge pages, as pagepool's default
+// provider) and an array of free pointers used as a stack: a get is a load
+// and a decrement, a put a store and an increment, no metadata and no
+// checks; bulk calls copy the pointers. This is how the AF_XDP samples
+// keep UMEM frames. It serves one thread only, so the cross-thread
+// scenarios (S3, S5) do not apply. It is a reference, not a peer: what a
+// scenario costs with it is the benchmark's own work on page-aligned
+// buffers (the tag line, the loop, the memory the working set walks), and
+// a page-aligned allocator's figure minus this one is what that allocator
+// adds.
+struct Stack : PlainPeer<Stack> {
+  static constexpr bool kOneThread = true;
+  explicit Stack(const Setup& s) : n_(s.inflight + kSlack), free_(n_) {
+    bytes_ = n_ * kBuf;
+    const std::size_t align = std::size_t{2} << 20;
+    void* m = mmap(nullptr, bytes_ + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw std::bad_alloc();
+    map_ = static_cast<std::byte*>(m);
+    base_ = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(m) + align - 1) & ~(align - 1));
+    madvise(base_, bytes_, MADV_HUGEPAGE);  // a hint, as in pagepool's AnonProvider
+    // Pushed from the top down, so pops leave in address order (as
+    // pagepool's fresh pages do).
+    for (std::size_t i = 0; i < n_; ++i) free_[i] = base_ + (n_ - 1 - i) * kBuf;
+    top_ = n_;
+  }
+  ~Stack() { munmap(map_, bytes_ + (std::size_t{2} << 20)); }
+  Stack(const Stack&) = delete;
+  Stack& operator=(const Stack&) = delete;
+  PPB_HOT Buf get(Local&) { return top_ ? free_[--top_] : nullptr; }
+  PPB_HOT void put(Local&, Buf b) { free_[top_++] = b; }  // at most n_ are ever out
+  // Bulk: one copy of pointers each way (S2b).
+  static constexpr bool kBulk = true;
+  PPB_HOT std::size_t get_bulk(Local&, Buf* out, std::size_t n) {
+    n = std::min(n, top_);
+    top_ -= n;
+    std::memcpy(out, free_.data() + top_, n * sizeof(Buf));
+    return n;
+  }
+  PPB_HOT void put_bulk(Local&, Buf* in, std::size_t n) {
+    std::memcpy(free_.data() + top_, in, n * sizeof(Buf));
+    top_ += n;
+  }
+
+ private:
+  static constexpr std::size_t kSlack = 1024;  // beyond the case's in-flight count
+  const std::size_t n_;
+  std::vector<void*> free_;
+  std::size_t top_ = 0, bytes_ = 0;
+  std::byte* map_ = nullptr;
+  std::byte* base_ = nullptr;
 };
 
 // ---- dlopen'ed malloc replacements ------------------------------------------------

@@ -110,6 +110,7 @@ struct Allocator {
   bool present = false;
   std::string detail;          // version and how it is loaded, or why it is absent
   bool bulk = false;           // has a bulk get/put (S2b)
+  bool one_thread = false;     // serves one thread only: S3 and S5 do not apply
   std::uint64_t ops_div = 1;   // mmap: each op is a system call pair and a fault
   std::function<Outcome(const CaseSpec&, const RunCfg&)> run;
   // Gives memory freed by the case back to the OS, so a 4 GiB S6 case does
@@ -122,7 +123,7 @@ struct Allocator {
 
 inline const std::vector<std::string>& all_allocator_names() {
   static const std::vector<std::string> v{"pagepool", "pagepool-nostats", "pagepool-lockedring", "dpdk", "glibc",
-                                          "jemalloc", "mimalloc", "tcmalloc", "mmap"};
+                                          "jemalloc", "mimalloc", "tcmalloc", "mmap", "stack"};
   return v;
 }
 

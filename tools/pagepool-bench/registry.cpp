@@ -67,6 +67,9 @@ Allocator make_one(const std::string& name, const std::vector<CaseSpec>& cases) 
     al.ops_div = 64;
     return al;
   }
+  if (name == "stack")
+    return make_allocator<Stack>(name, "reference floor: an array stack over one premapped region, one thread",
+                                 [](const Setup& s) { return std::make_unique<Stack>(s); });
   if (name == "jemalloc") return make_dl<Dl::jemalloc>(name);
   if (name == "mimalloc") return make_dl<Dl::mimalloc>(name);
   if (name == "tcmalloc") return make_dl<Dl::tcmalloc>(name);

@@ -37,6 +37,8 @@ Summary summarize(const std::vector<Outcome>& reps);
 
 struct Machine {
   std::string cpu, kernel, date, commit, thp, compiler, load;
+  std::string damon;  // DAMON monitors running and their actions ("" if none)
+  bool balloon_reporting = false;  // the guest reports free memory to its host
   unsigned cores = 0;
   double tsc_ghz = 0, mem_gib = 0;
 };

@@ -388,6 +388,14 @@ Outcome fifo(A& a, std::uint64_t inflight, const RunCfg& c) {
   return o;
 }
 
+// An adapter that serves one thread only (kOneThread) has no cross-thread
+// scenarios.
+template <class A>
+constexpr bool one_thread() {
+  if constexpr (requires { A::kOneThread; }) return A::kOneThread;
+  else return false;
+}
+
 template <class A>
 Outcome run_case(A& a, const CaseSpec& cs, const RunCfg& c) {
   switch (cs.s) {
@@ -396,10 +404,13 @@ Outcome run_case(A& a, const CaseSpec& cs, const RunCfg& c) {
     case Scen::S2b:
       if constexpr (A::kBulk) return batch<A, true>(a, c);
       else return Outcome::not_applicable("no bulk API");
-    case Scen::S3: return s3(a, c);
+    case Scen::S3:
+    case Scen::S5:
+      if constexpr (one_thread<A>()) return Outcome::not_applicable("one thread only");
+      else if (cs.s == Scen::S3) return s3(a, c);
+      else return s5(a, cs.param, c);
     case Scen::S4:
     case Scen::S6: return fifo(a, cs.param, c);
-    case Scen::S5: return s5(a, cs.param, c);
   }
   return Outcome::failed("unknown scenario");
 }
@@ -489,6 +500,7 @@ Allocator make_allocator(std::string name, std::string detail, Make make) {
   al.present = true;
   al.detail = std::move(detail);
   al.bulk = A::kBulk;
+  al.one_thread = scen::one_thread<A>();
   al.run = [make](const CaseSpec& cs, const RunCfg& c) {
     auto a = make(setup_of(cs));
     return scen::run_case(*a, cs, c);
