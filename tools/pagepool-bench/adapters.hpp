@@ -133,7 +133,7 @@ struct Stack : PlainPeer<Stack> {
     bytes_ = n_ * kBuf;
     const std::size_t align = std::size_t{2} << 20;
     void* m = mmap(nullptr, bytes_ + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) throw std::bad_alloc();
+    if (m == MAP_FAILED) throw std::bad_alloc();  // the driver reports the case as failed
     map_ = static_cast<std::byte*>(m);
     base_ = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(m) + align - 1) & ~(align - 1));
     madvise(base_, bytes_, MADV_HUGEPAGE);  // a hint, as in pagepool's AnonProvider

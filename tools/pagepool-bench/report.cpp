@@ -151,9 +151,9 @@ Summary summarize(const std::vector<Outcome>& reps) {
   return s;
 }
 
-// Kernel DAMON monitors that are on, with their scheme actions: a pageout
-// scheme walks the working set's pages (clearing accessed bits) while a
-// case runs, one source of S6 outliers on a machine that has it.
+// Kernel DAMON monitors that are on, with their scheme actions. A pageout
+// scheme works on the machine's memory while a case runs; a suspect (not
+// proven) for the S6 outliers seen on the development VM.
 std::string describe_damon() {
   namespace fs = std::filesystem;
   std::string out;
