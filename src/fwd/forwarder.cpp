@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -27,6 +28,10 @@ using Count = pagepool::detail::Counter;
 
 }  // namespace
 
+// Stack baseline: free blocks a thread's stack holds without growing (the
+// RX rings and TX queues of a few devices; 512 KiB of pointers).
+constexpr std::size_t kStackReserve = 65536;
+
 // Everything one polling thread writes, on its own lines.
 struct alignas(64) Forwarder::Thread {
   std::uint32_t id = 0;
@@ -39,8 +44,16 @@ struct alignas(64) Forwarder::Thread {
   // stored after a poll; the control thread's acquire-load of `polls`
   // therefore sees every tx() of that poll (tx_outstanding) and `work`.
   std::atomic<std::uint64_t> polls{0}, work{0};
-  // Malloc baseline: heap blocks this thread allocated / freed.
+  // busy_clock() ticks spent in poll rounds that did work (idle rounds,
+  // which only look at empty queues and yield, are left out). Written by
+  // the thread only; read after join.
+  std::uint64_t busy = 0;
+  // Heap baselines: heap blocks this thread allocated / freed.
   Count heap_alloc, heap_free;
+  // Stack baseline: blocks this thread has free, reused last in first out;
+  // freed when the thread ends. Thread-private: a block completed on
+  // another thread joins that thread's stack.
+  std::vector<std::byte*> stack;
 
   // Per-target TX bulk queues (XDP's devmap bulk queue): filled during one
   // device's RX batch, flushed with one tx() per target at its end.
@@ -66,11 +79,16 @@ Forwarder::Forwarder(std::vector<std::unique_ptr<Device>> devices, std::unique_p
     throw std::invalid_argument("Forwarder: threads " + std::to_string(opt_.threads) +
                                 " > devices " + std::to_string(ndev) +
                                 " (each thread polls at least one RX queue)");
-  if (opt_.malloc_baseline) {
+  if (opt_.malloc_baseline && opt_.stack_baseline)
+    throw std::invalid_argument("Forwarder: choose one baseline, malloc or stack");
+  heap_ = opt_.malloc_baseline || opt_.stack_baseline;
+  if (heap_) {
     for (auto& d : devs_)
       if (!d->heap_ok())
-        throw std::invalid_argument("Forwarder: the malloc baseline needs heap buffers, which device '" +
-                                    d->name() + "' cannot take");
+        throw std::invalid_argument(std::string("Forwarder: the ") +
+                                    (opt_.stack_baseline ? "stack" : "malloc") +
+                                    " baseline needs heap buffers, which device '" + d->name() +
+                                    "' cannot take");
   } else {
     for (auto& d : devs_) {
       Params p;
@@ -124,19 +142,89 @@ void Forwarder::start() {
 
 // ---- data path -------------------------------------------------------------
 
+namespace {
+
+// Heap baselines' blocks: kBufBytes starting on a cache line, carved from
+// one malloc block whose address is kept in the 8 bytes below the start.
+// malloc alone gives 16-byte alignment, and a 64-byte frame at the headroom
+// would then straddle two cache lines where a pool page's frame touches
+// one: the baseline would pay for that, not for malloc. Lines, not pages:
+// page-aligned blocks (aligned_alloc) take glibc's much slower memalign
+// path, and this baseline is meant to be malloc at its best.
+std::byte* heap_block_new() {
+  constexpr std::size_t kLine = 64;
+  auto* raw = static_cast<std::byte*>(std::malloc(kBufBytes + kLine + sizeof(void*)));
+  if (!raw) return nullptr;
+  const auto a = (reinterpret_cast<std::uintptr_t>(raw) + sizeof(void*) + kLine - 1) & ~(kLine - 1);
+  auto* b = reinterpret_cast<std::byte*>(a);
+  std::memcpy(b - sizeof(void*), &raw, sizeof raw);
+  return b;
+}
+
+void heap_block_free(std::byte* b) {
+  void* raw;
+  std::memcpy(&raw, b - sizeof(void*), sizeof raw);
+  std::free(raw);
+}
+
+}  // namespace
+
+// Stack baseline: the thread's stack ran dry; carve a new chunk into it.
+// Chunks are 2 MiB-aligned and asked for transparent huge pages, as the
+// pool's default provider does, so the floor has the same TLB reach as the
+// pool. They are unmapped by stop() once every thread has ended. Returns
+// false when out of memory.
+bool Forwarder::stack_grow(Thread& t) {
+  constexpr std::size_t kChunk = std::size_t{2} << 20;
+  void* m = mmap(nullptr, 2 * kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return false;
+  auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(m) + kChunk - 1) & ~(kChunk - 1));
+  madvise(base, kChunk, MADV_HUGEPAGE);  // a hint
+  {
+    std::lock_guard lock(chunk_mu_);
+    chunks_.push_back(m);
+  }
+  constexpr std::size_t kBlocks = kChunk / kBufBytes;
+  // Pushed from the top, so they leave in address order.
+  for (std::size_t i = kBlocks; i-- > 0;) t.stack.push_back(base + i * kBufBytes);
+  t.heap_alloc.add(kBlocks);
+  return true;
+}
+
+// A heap baseline's block: the thread's stack (stack baseline) or malloc;
+// nullptr when out of memory.
+std::byte* Forwarder::heap_get(Thread& t) {
+  if (opt_.stack_baseline) {
+    if (t.stack.empty() && !stack_grow(t)) return nullptr;
+    std::byte* b = t.stack.back();
+    t.stack.pop_back();
+    return b;
+  }
+  std::byte* b = heap_block_new();
+  if (b) t.heap_alloc.add(1);
+  return b;
+}
+
+void Forwarder::heap_put(Thread& t, std::byte* b) {
+  if (opt_.stack_baseline) {
+    t.stack.push_back(b);  // kStackReserve entries reserved in run(): rarely grows
+    return;
+  }
+  heap_block_free(b);
+  t.heap_free.add(1);
+}
+
 void Forwarder::recycle(Thread& t, const Buf& b) {
-  if (opt_.malloc_baseline) {
-    std::free(b.base);
-    t.heap_free.add(1);
+  if (heap_) {
+    heap_put(t, b.base);
   } else {
     put_page(b.page);  // the caller's pool's owner: straight into its cache
   }
 }
 
 void Forwarder::free_bufs(Thread& t, const Buf* bufs, std::uint32_t n) {
-  if (opt_.malloc_baseline) {
-    for (std::uint32_t i = 0; i < n; ++i) std::free(bufs[i].base);
-    t.heap_free.add(n);
+  if (heap_) {
+    for (std::uint32_t i = 0; i < n; ++i) heap_put(t, bufs[i].base);
     return;
   }
   Page* pages[kBudget];
@@ -156,14 +244,13 @@ void Forwarder::fill(Thread& t, std::uint32_t d) {
   Page* pages[kBudget];
   while (room) {
     std::uint32_t k = std::min(room, kBudget);
-    if (opt_.malloc_baseline) {
+    if (heap_) {
       std::uint32_t got = 0;
       for (; got < k; ++got) {
-        auto* b = static_cast<std::byte*>(std::malloc(kBufBytes));
+        std::byte* b = heap_get(t);
         if (!b) break;
         bufs[got] = {b, nullptr};
       }
-      t.heap_alloc.add(got);
       k = got;
     } else {
       k = static_cast<std::uint32_t>(pools_[d]->alloc_pages_bulk(pages, k));
@@ -264,9 +351,8 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
         }
       }
       // DROP and PASS: the page is the ingress pool's, owned here.
-      if (opt_.malloc_baseline) {
-        std::free(b.base);
-        t.heap_free.add(1);
+      if (heap_) {
+        heap_put(t, b.base);
       } else {
         pools_[d]->recycle_direct(b.page);
       }
@@ -288,8 +374,9 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
 }
 
 void Forwarder::run(Thread& t) {
+  if (opt_.stack_baseline) t.stack.reserve(kStackReserve);
   for (std::uint32_t d : t.devs)
-    if (!opt_.malloc_baseline) pools_[d]->bind_owner();
+    if (!heap_) pools_[d]->bind_owner();
   for (std::uint32_t d : t.devs) fill(t, d);
   ready_.fetch_add(1, std::memory_order_release);  // pairs with start()'s acquire
 
@@ -299,14 +386,17 @@ void Forwarder::run(Thread& t) {
     const int phase = phase_.load(std::memory_order_acquire);
     if (phase == 2) break;
     const std::uint64_t w0 = t.work.load(std::memory_order_relaxed);
+    const std::uint64_t c0 = detail::busy_clock();
     for (std::uint32_t d : t.devs) poll_device(t, d, phase == 0);
     // Release: the control thread's acquire-load of polls sees this poll's
     // counters and its tx() calls.
     t.polls.store(t.polls.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    if (t.work.load(std::memory_order_relaxed) != w0)
+    if (t.work.load(std::memory_order_relaxed) != w0) {
+      t.busy += detail::busy_clock() - c0;
       backoff.work();
-    else
+    } else {
       backoff.idle();
+    }
   }
   reclaim(t);
 }
@@ -320,6 +410,10 @@ void Forwarder::reclaim(Thread& t) {
   }
   // Pages this thread put to pools it does not own go to their rings now.
   flush_thread();
+  // Stack baseline: the thread's free blocks are all it holds; each is
+  // counted free (stop() unmaps the chunks they live in).
+  t.heap_free.add(t.stack.size());
+  t.stack.clear();
 }
 
 // ---- control path --------------------------------------------------------------
@@ -361,6 +455,8 @@ Report Forwarder::stop() {
   }
   phase_.store(2, std::memory_order_release);
   for (auto& t : threads_) t->th.join();
+  for (void* m : chunks_) munmap(m, std::size_t{4} << 20);  // stack_grow's mappings
+  chunks_.clear();
 
   rep.packets = counters();
   rep.seconds = std::chrono::duration<double>(t1_ - t0_).count();
@@ -376,6 +472,7 @@ Report Forwarder::stop() {
   for (auto& t : threads_) {
     ha += t->heap_alloc.get();
     hf += t->heap_free.get();
+    rep.busy_cycles += t->busy;  // the join ordered the thread's writes
   }
   rep.heap_outstanding = ha - hf;
   return rep;

@@ -1,6 +1,6 @@
 // End to end over the sim device: every verdict, cross-thread completion,
-// queue-full and lost-frame paths, PASS copies, the malloc baseline and
-// shutdown, each with exact packet accounting and every pool at inflight 0.
+// queue-full and lost-frame paths, PASS copies, the malloc and stack
+// baselines and shutdown, each with exact packet accounting and every pool at inflight 0.
 //
 // Runs generate a fixed number of frames per device (SimOptions::max_frames),
 // wait until the forwarder has received all of them, and stop: then the
@@ -270,6 +270,47 @@ TEST(SimE2e, MallocBaselineAccountsForEveryBlock) {
   EXPECT_EQ(rep.packets.tx + tx_full(rep), 2 * kFrames);
 }
 
+// The stack baseline reuses its blocks: on one thread, after the rings are
+// primed, no frame costs a malloc; on two, blocks migrate between the
+// threads' stacks (each completes the other's frames) and every one is
+// freed at the end.
+TEST(SimE2e, StackBaselineReusesAndFreesEveryBlock) {
+  for (std::uint32_t threads : {1u, 2u}) {
+    Scenario r;
+    r.fwd.stack_baseline = true;
+    r.fwd.threads = threads;
+    const Report rep = run(std::move(r));
+    expect_exact(rep, 2 * kFrames);
+    EXPECT_TRUE(rep.pools.empty());
+    EXPECT_EQ(rep.heap_outstanding, 0u) << threads << " threads";
+    EXPECT_EQ(rep.packets.tx + tx_full(rep), 2 * kFrames);
+  }
+}
+
+// Busy time: only poll rounds that did work count, so it is positive after
+// traffic and never more than the polling threads' wall time.
+// The clock Report::busy_cycles counts in: TSC ticks on x86-64, else ns.
+std::uint64_t busy_clock() {
+#if defined(__x86_64__)
+  return __builtin_ia32_rdtsc();
+#else
+  return std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                           std::chrono::steady_clock::now().time_since_epoch())
+                           .count());
+#endif
+}
+
+TEST(SimE2e, BusyCyclesCountThePollersWork) {
+  Scenario r;
+  r.fwd.threads = 2;
+  const std::uint64_t c0 = busy_clock();
+  const Report rep = run(std::move(r));
+  const std::uint64_t wall = busy_clock() - c0;
+  expect_exact(rep, 2 * kFrames);
+  EXPECT_GT(rep.busy_cycles, 0u);
+  EXPECT_LE(rep.busy_cycles, 2 * wall);
+}
+
 TEST(SimE2e, ImixAndDelayedCompletionsOnTwoThreads) {
   Scenario r;
   r.sim.sizes = parse_sizes("imix");
@@ -375,6 +416,12 @@ TEST(SimE2e, BadOptionsAreRefusedWithTheirName) {
             }).find("threads"),
             std::string::npos);
   EXPECT_NE(msg([] { Forwarder f({}, make_builtin("tx", 2)); }).find("no devices"), std::string::npos);
+  EXPECT_NE(msg([] {
+              ForwarderOptions fo;
+              fo.malloc_baseline = fo.stack_baseline = true;
+              Forwarder f(open_sim_devices({}), make_builtin("tx", 2), fo);
+            }).find("one baseline"),
+            std::string::npos);
   EXPECT_NE(msg([] { SimOptions o; o.hw_cpu = CPU_SETSIZE; open_sim_devices(o); }).find("hw_cpu"),
             std::string::npos);
   EXPECT_NE(msg([] {

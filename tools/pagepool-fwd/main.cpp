@@ -50,8 +50,8 @@ struct Config {
   std::uint64_t tx_delay_ns = 0;
   std::uint32_t ring = 1024;
   std::uint32_t threads = 0;
-  std::uint32_t repeat = 0;  // 0: 3 with the malloc baseline (medians), else 1
-  std::string baseline;  // "", "malloc", "none"
+  std::uint32_t repeat = 0;  // 0: 3 with a baseline (medians), else 1
+  std::string baseline;  // "", "malloc", "stack", "none"
   bool json = false;
   bool quiet = false;
   bool no_pin = false;
@@ -142,15 +142,18 @@ struct RunResult {
   std::vector<std::string> errors;
 };
 
-RunResult run_once(const Config& c, bool malloc_baseline, FILE* live) {
+// One run: with pool pages (baseline = nullptr) or with the named heap
+// baseline ("malloc" or "stack").
+RunResult run_once(const Config& c, const char* baseline, FILE* live) {
   auto devs = open_devices(c);
   pf::ForwarderOptions fo;
   fo.threads = c.threads;
-  fo.malloc_baseline = malloc_baseline;
+  fo.malloc_baseline = baseline && std::string_view(baseline) == "malloc";
+  fo.stack_baseline = baseline && std::string_view(baseline) == "stack";
   fo.cpus = c.cpus;
   const std::uint32_t ndev = static_cast<std::uint32_t>(devs.size());
   pf::Forwarder fwd(std::move(devs), pf::make_builtin(c.prog, ndev), fo);
-  const char* mode = malloc_baseline ? "malloc" : "pool";
+  const char* mode = baseline ? baseline : "pool";
   fwd.start();
   const auto t0 = std::chrono::steady_clock::now();
   const auto end = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -167,7 +170,7 @@ RunResult run_once(const Config& c, bool malloc_baseline, FILE* live) {
       Snapshot s = snap(fwd);
       if (live)
         live_line(live, mode, std::chrono::duration<double>(t - t0).count(), last, s,
-                  std::chrono::duration<double>(t - last_t).count(), !malloc_baseline);
+                  std::chrono::duration<double>(t - last_t).count(), !baseline);
       last = s;
       last_t = t;
     }
@@ -186,6 +189,11 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
+// The polling threads' busy TSC cycles per received frame (0 without frames).
+double per_frame(const pf::Report& r) {
+  return r.packets.rx ? double(r.busy_cycles) / double(r.packets.rx) : 0.0;
+}
+
 json report_json(const pf::Report& r, const std::vector<std::string>& errors) {
   json j;
   j["seconds"] = r.seconds;
@@ -197,6 +205,8 @@ json report_json(const pf::Report& r, const std::vector<std::string>& errors) {
                   {"pass_bytes", p.pass_bytes}, {"completed", p.completed},
                   {"dropped_total", p.dropped_total()}, {"dropped", drops}};
   j["mpps"] = {{"rx", mpps(p.rx, r.seconds)}, {"tx", mpps(p.tx, r.seconds)}};
+  j["busy_cycles"] = r.busy_cycles;
+  j["cycles_per_frame"] = per_frame(r);
   j["devices"] = json::array();
   for (std::size_t i = 0; i < r.devices.size(); ++i) {
     const auto& d = r.devices[i];
@@ -247,13 +257,16 @@ void summary(const Config& c, const RunResult& pool, const std::optional<RunResu
     if (b) std::printf(fmt, *b);
     std::printf("\n");
   };
-  std::printf("  %-22s%14s%s\n", "", "pool", base ? "        malloc" : "");
+  std::printf("  %-22s%14s", "", "pool");
+  if (base) std::printf("%14s", c.baseline.c_str());
+  std::printf("\n");
   auto bm = [&](auto f) -> std::optional<double> {
     if (!base) return std::nullopt;
     return f(base->rep);
   };
   row("rx Mpps", mpps(r.packets.rx, r.seconds), bm([](auto& b) { return mpps(b.packets.rx, b.seconds); }), "%14.2f");
   row("tx Mpps", mpps(r.packets.tx, r.seconds), bm([](auto& b) { return mpps(b.packets.tx, b.seconds); }), "%14.2f");
+  row("poller cycles/frame", per_frame(r), bm([](auto& b) { return per_frame(b); }), "%14.1f");
   row("frames rx", double(r.packets.rx), bm([](auto& b) { return double(b.packets.rx); }), "%14.0f");
   row("frames tx", double(r.packets.tx), bm([](auto& b) { return double(b.packets.tx); }), "%14.0f");
   row("passed", double(r.packets.pass), bm([](auto& b) { return double(b.packets.pass); }), "%14.0f");
@@ -289,7 +302,7 @@ void summary(const Config& c, const RunResult& pool, const std::optional<RunResu
                   what, static_cast<unsigned long long>(unchecked));
   };
   acct("pool", pool);
-  if (base) acct("malloc", *base);
+  if (base) acct(c.baseline.c_str(), *base);
 }
 
 }  // namespace
@@ -317,11 +330,13 @@ int main(int argc, char** argv) {
                  "hardware thread needs a CPU of its own)")
       ->check(CLI::Range(1, 64));
   app.add_option("--baseline", c.baseline,
-                 "malloc: also run with a malloc'd buffer per frame and compare (default with sim); none")
-      ->check(CLI::IsMember({"malloc", "none"}));
+                 "sim: also run a baseline and compare: malloc (a malloc'd buffer per frame, freed at "
+                 "completion; the default with sim), stack (buffers reused from a plain array stack: the "
+                 "floor any allocator could reach), or none")
+      ->check(CLI::IsMember({"malloc", "stack", "none"}));
   app.add_option("--repeat", c.repeat,
                  "run pool and baseline this many times, interleaved, and compare medians (default: 3 with "
-                 "the malloc baseline, which these shared machines need: a slow spell can halve one run; else 1)")
+                 "a baseline, which these shared machines need: a slow spell can halve one run; else 1)")
       ->check(CLI::Range(1, 100));
   app.add_flag("--json", c.json, "print a JSON summary on stdout (live lines go to stderr)");
   app.add_flag("--quiet", c.quiet, "no live lines");
@@ -373,9 +388,9 @@ int main(int argc, char** argv) {
   if (any_xsk && (c.xsk_ring & (c.xsk_ring - 1)))
     fail("--xsk-ring " + std::to_string(c.xsk_ring) + ": a power of two in 64..65536");
   if (c.baseline.empty()) c.baseline = any_sim ? "malloc" : "none";
-  if (c.repeat == 0) c.repeat = c.baseline == "malloc" ? 3 : 1;
-  if (any_xsk && c.baseline == "malloc")
-    fail("--baseline malloc needs sim devices: AF_XDP can only receive into UMEM pages");
+  if (c.repeat == 0) c.repeat = c.baseline != "none" ? 3 : 1;
+  if (any_xsk && c.baseline != "none")
+    fail("--baseline " + c.baseline + " needs sim devices: AF_XDP can only receive into UMEM pages");
   if (c.threads == 0) {
     // One per device, as long as every busy-polling thread gets a CPU:
     // oversubscribed pollers stall their devices' completions for whole
@@ -425,15 +440,18 @@ int main(int argc, char** argv) {
   RunResult pool;
   std::optional<RunResult> base;
   std::vector<double> pool_rx, base_rx;  // Mpps per run, for the medians
+  std::vector<double> pool_cpf, base_cpf;  // polling threads' cycles per frame per run
   bool all_ok = true;
   try {
     for (std::uint32_t i = 0; i < c.repeat && !g_interrupted.load(); ++i) {
-      pool = run_once(c, false, live);
+      pool = run_once(c, nullptr, live);
       pool_rx.push_back(mpps(pool.rep.packets.rx, pool.rep.seconds));
+      pool_cpf.push_back(per_frame(pool.rep));
       all_ok &= pool.errors.empty();
-      if (c.baseline == "malloc" && !g_interrupted.load()) {
-        base = run_once(c, true, live);
+      if (c.baseline != "none" && !g_interrupted.load()) {
+        base = run_once(c, c.baseline.c_str(), live);
         base_rx.push_back(mpps(base->rep.packets.rx, base->rep.seconds));
+        base_cpf.push_back(per_frame(base->rep));
         all_ok &= base->errors.empty();
       }
     }
@@ -441,6 +459,7 @@ int main(int argc, char** argv) {
     fail(e.what(), 1);  // a device that cannot open: the message says which and how to fix it
   }
   const double pool_med = median(pool_rx), base_med = median(base_rx);
+  const double pool_cpf_med = median(pool_cpf), base_cpf_med = median(base_cpf);
 
   if (c.json) {
     json j = report_json(pool.rep, pool.errors);
@@ -450,19 +469,27 @@ int main(int argc, char** argv) {
                    {"seed", c.seed},       {"tx_delay_ns", c.tx_delay_ns}, {"baseline", c.baseline}};
     if (base) {
       j["baseline"] = report_json(base->rep, base->errors);
-      j["runs"] = {{"pool_rx_mpps", pool_rx}, {"malloc_rx_mpps", base_rx}};
+      j["runs"] = {{"pool_rx_mpps", pool_rx}, {c.baseline + "_rx_mpps", base_rx},
+                   {"pool_cycles_per_frame", pool_cpf}, {c.baseline + "_cycles_per_frame", base_cpf}};
       j["speedup_rx"] = base_med > 0 ? pool_med / base_med : 0.0;
+      j["cycles_per_frame_ratio"] = pool_cpf_med > 0 ? base_cpf_med / pool_cpf_med : 0.0;
     }
     std::cout << j.dump(2) << std::endl;
   } else {
     summary(c, pool, base);
+    const char* bn = c.baseline.c_str();
     if (base && pool_rx.size() == 1)
-      std::printf("  pool vs malloc baseline: %.2fx the rx rate (%.2f vs %.2f Mpps; --repeat N for medians)\n",
+      std::printf("  pool vs %s baseline: %.2fx the rx rate (%.2f vs %.2f Mpps; --repeat N for medians)\n", bn,
                   base_med > 0 ? pool_med / base_med : 0.0, pool_med, base_med);
     else if (base)
-      std::printf("  pool vs malloc baseline: %.2fx the rx rate (medians of %zu interleaved runs each: "
+      std::printf("  pool vs %s baseline: %.2fx the rx rate (medians of %zu interleaved runs each: "
                   "%.2f vs %.2f Mpps)\n",
-                  base_med > 0 ? pool_med / base_med : 0.0, pool_rx.size(), pool_med, base_med);
+                  bn, base_med > 0 ? pool_med / base_med : 0.0, pool_rx.size(), pool_med, base_med);
+    if (base && pool_cpf_med > 0)
+      std::printf("  polling thread's own cost: %.1f (pool) vs %.1f (%s) TSC cycles a frame, %s / pool = "
+                  "%.2fx%s\n",
+                  pool_cpf_med, base_cpf_med, bn, bn, base_cpf_med / pool_cpf_med,
+                  pool_rx.size() > 1 ? " (medians)" : "");
     if (!all_ok) std::printf("  accounting FAILED in at least one run (exit 3)\n");
   }
   return all_ok ? 0 : 3;

@@ -23,7 +23,12 @@
 //
 // The malloc baseline (Options::malloc_baseline) runs the same path with a
 // heap block per received frame, freed at completion, instead of pool
-// pages: what a driver without a page pool does. Only devices with heap_ok().
+// pages: what a driver without a page pool does. The stack baseline
+// (Options::stack_baseline) reuses blocks from a per-thread array stack
+// instead, carved from huge-page chunks like the pool's memory, with no
+// metadata or checks (how the AF_XDP samples keep their frames): the least
+// any allocator can cost on this path, a floor to read the pool against.
+// Both need devices with heap_ok().
 #pragma once
 
 #include <array>
@@ -33,6 +38,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,19 +76,27 @@ struct Report {
   PacketCounters packets;
   std::vector<std::string> device_names;
   std::vector<DeviceStats> devices;
-  std::vector<PoolReport> pools;  // one per device; empty with the malloc baseline
+  std::vector<PoolReport> pools;  // one per device; empty with a heap baseline
   double seconds = 0;             // from start() to quiesce
   std::uint64_t inflight_at_exit = 0;  // pages of all pools still out after stop()
   bool drained = false;                // queues were drained before the deadline
-  std::uint64_t heap_outstanding = 0;  // malloc baseline: blocks not freed (0 after stop)
+  std::uint64_t heap_outstanding = 0;  // heap baselines: blocks not freed (0 after stop)
+  // The polling threads' own cost: TSC ticks (x86-64; ns elsewhere) spent in
+  // poll rounds that did work, summed over threads, drain included. Over
+  // packets.rx it is the forwarder's cycles per frame whatever bounds the
+  // pipeline's rate (the sim's hardware thread, the kernel).
+  std::uint64_t busy_cycles = 0;
 };
 
 struct ForwarderOptions {
   // Polling threads; 0: one per device. Thread t polls devices t, t +
   // threads, ... (threads <= devices).
   std::uint32_t threads = 0;
-  // Heap blocks instead of pool pages (see the header comment).
+  // Heap blocks instead of pool pages (see the header comment): malloc and
+  // free per frame, or (stack_baseline) reused from a per-thread stack; at
+  // most one of the two.
   bool malloc_baseline = false;
+  bool stack_baseline = false;
   // Each pool's return ring (Params::pool_size): holds the pages of one
   // device's RX ring plus what is in flight on TX.
   std::uint32_t pool_size = 8192;
@@ -103,9 +117,9 @@ struct ForwarderOptions {
 class Forwarder {
  public:
   // Control thread. Creates one pool per device (Params::provider =
-  // device->provider(); kDmaMap) unless malloc_baseline. Throws
-  // std::invalid_argument for no devices, too many threads, a baseline on
-  // a device without heap_ok().
+  // device->provider(); kDmaMap) unless a heap baseline. Throws
+  // std::invalid_argument for no devices, too many threads, both baselines,
+  // a baseline on a device without heap_ok().
   Forwarder(std::vector<std::unique_ptr<Device>> devices, std::unique_ptr<Program> program,
             ForwarderOptions options = {});
   // Stops if still running.
@@ -120,7 +134,7 @@ class Forwarder {
 
   // Any thread, while running or after: a snapshot of the counters.
   PacketCounters counters() const noexcept;
-  // Any thread: pool i's counters (zeros with the malloc baseline).
+  // Any thread: pool i's counters (zeros with a heap baseline).
   Stats pool_stats(std::size_t i) const noexcept;
   Levels pool_levels(std::size_t i) const noexcept;
 
@@ -137,11 +151,15 @@ class Forwarder {
   void fill(Thread& t, std::uint32_t d);
   void free_bufs(Thread& t, const Buf* bufs, std::uint32_t n);
   void recycle(Thread& t, const Buf& b);
+  std::byte* heap_get(Thread& t);
+  void heap_put(Thread& t, std::byte* b);
+  bool stack_grow(Thread& t);
   void reclaim(Thread& t);
 
   std::vector<std::unique_ptr<Device>> devs_;
   std::unique_ptr<Program> prog_;
   ForwarderOptions opt_;
+  bool heap_ = false;                        // a heap baseline: malloc_baseline or stack_baseline
   std::vector<PoolPtr> pools_;               // index = device
   std::vector<std::unique_ptr<Thread>> threads_;
   // Control -> pollers: 0 run, 1 drain (no fill), 2 reclaim and exit.
@@ -149,6 +167,9 @@ class Forwarder {
   std::atomic<int> phase_{0};
   std::atomic<std::uint32_t> ready_{0};  // pollers that bound their pools
   std::chrono::steady_clock::time_point t0_, t1_;
+  // Stack baseline: the mappings its blocks are carved from (stack_grow).
+  std::mutex chunk_mu_;
+  std::vector<void*> chunks_;
   bool started_ = false, stopped_ = false;
 };
 
