@@ -29,8 +29,11 @@ using Count = pagepool::detail::Counter;
 }  // namespace
 
 // Stack baseline: free blocks a thread's stack holds without growing (the
-// RX rings and TX queues of a few devices; 512 KiB of pointers).
+// RX rings and TX queues of a few devices; 512 KiB of pointers), and the
+// huge-page chunks its blocks are carved from (each mapped twice its size
+// to align it).
 constexpr std::size_t kStackReserve = 65536;
+constexpr std::size_t kStackChunk = std::size_t{2} << 20;
 
 // Everything one polling thread writes, on its own lines.
 struct alignas(64) Forwarder::Thread {
@@ -50,9 +53,9 @@ struct alignas(64) Forwarder::Thread {
   std::uint64_t busy = 0;
   // Heap baselines: heap blocks this thread allocated / freed.
   Count heap_alloc, heap_free;
-  // Stack baseline: blocks this thread has free, reused last in first out;
-  // freed when the thread ends. Thread-private: a block completed on
-  // another thread joins that thread's stack.
+  // Stack baseline: blocks this thread has free, reused last in first out.
+  // Thread-private: a block completed on another thread joins that
+  // thread's stack. Counted free when the thread ends; stop() unmaps them.
   std::vector<std::byte*> stack;
 
   // Per-target TX bulk queues (XDP's devmap bulk queue): filled during one
@@ -175,7 +178,7 @@ void heap_block_free(std::byte* b) {
 // pool. They are unmapped by stop() once every thread has ended. Returns
 // false when out of memory.
 bool Forwarder::stack_grow(Thread& t) {
-  constexpr std::size_t kChunk = std::size_t{2} << 20;
+  constexpr std::size_t kChunk = kStackChunk;
   void* m = mmap(nullptr, 2 * kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) return false;
   auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(m) + kChunk - 1) & ~(kChunk - 1));
@@ -455,7 +458,7 @@ Report Forwarder::stop() {
   }
   phase_.store(2, std::memory_order_release);
   for (auto& t : threads_) t->th.join();
-  for (void* m : chunks_) munmap(m, std::size_t{4} << 20);  // stack_grow's mappings
+  for (void* m : chunks_) munmap(m, 2 * kStackChunk);  // stack_grow's mappings
   chunks_.clear();
 
   rep.packets = counters();
