@@ -9,7 +9,8 @@
 # receives them on veth-a with AF_XDP and sends them out of veth-b; the
 # sink counts what arrives. No addresses, routes or links outside the three
 # namespaces: nothing can leave them. Everything is removed at exit, also on
-# Ctrl-C or a failure (trap), and every process runs under `timeout`.
+# Ctrl-C or a failure (trap), and every process runs under `timeout`
+# (interrupted at its limit, killed 5 s later if it does not exit).
 #
 #   scripts/netns-demo.sh [--fwd pagepool|minfwd] [--duration S] [--size B]
 #                         [--flows N] [--rate PPS] [--build-dir DIR] [--json]
@@ -56,6 +57,15 @@ FWD_ARGS=()
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'; }
 die() { echo "netns-demo: $*" >&2; exit 1; }
 skip() { echo "netns-demo: SKIP: $*" >&2; exit 77; }
+timed_out() {
+  case "$1" in
+    124) echo " (still running at its time limit)" ;;
+    137) echo " (ignored the interrupt at its time limit and was killed)" ;;
+  esac
+}
+# Every process runs under timeout(1): interrupted at its limit, killed
+# KILL_AFTER seconds later if it does not exit.
+KILL_AFTER=5
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -104,6 +114,18 @@ why=$("$SINK" --check 2>&1 >/dev/null) && rc=0 || rc=$?
 [[ $rc -eq 0 ]] || die "pagepool-sink --check: $why"
 
 # ---- setup, undone by cleanup() whatever happens ----------------------------------
+# A run killed outright (SIGKILL: no trap runs) leaves its namespaces,
+# named after its PID. Remove those whose script is gone and that hold no
+# process; anything else is left alone and named.
+while read -r ns _; do
+  [[ "$ns" =~ ^ppd([0-9]+)-(gen|fwd|sink)$ ]] || continue
+  kill -0 "${BASH_REMATCH[1]}" 2>/dev/null && continue
+  if [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]]; then
+    ip netns del "$ns" 2>/dev/null && echo "netns-demo: removed $ns, left by a run that was killed" >&2
+  else
+    echo "netns-demo: $ns was left by a run that was killed and still holds processes; not touched" >&2
+  fi
+done < <(ip netns list 2>/dev/null)
 P="ppd$$"
 NS_GEN="${P}-gen" NS_FWD="${P}-fwd" NS_SINK="${P}-sink"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/netns-demo.XXXXXX")
@@ -149,7 +171,7 @@ pin() { if [[ -n "$1" ]]; then echo taskset -c "$1"; fi; }
 # a page with XDP headroom (measured: 1.15-1.20 Mpps at TC, 0.94-0.96 at
 # XDP). The sink's work runs on the forwarder's CPU (the veth's NAPI runs
 # where the sender is), so the cheaper hook leaves the forwarder more.
-timeout -s INT $((DURATION + 30)) ip netns exec "$NS_SINK" "$SINK" --dev veth --hook tc \
+timeout -s INT -k "$KILL_AFTER" $((DURATION + 30)) ip netns exec "$NS_SINK" "$SINK" --dev veth --hook tc \
   --duration $((DURATION + 20)) --json --quiet --ready-file "$WORK/sink.ready" \
   >"$WORK/sink.json" 2>"$WORK/sink.err" &
 SINK_PID=$!; PIDS+=("$SINK_PID")
@@ -165,7 +187,7 @@ else
            --ready-file "$WORK/fwd.ready" "${FWD_ARGS[@]}")
 fi
 # shellcheck disable=SC2046
-timeout -s INT $((FWD_SECS + 20)) ip netns exec "$NS_FWD" $(pin "$FWD_CPU") "${FWD_CMD[@]}" \
+timeout -s INT -k "$KILL_AFTER" $((FWD_SECS + 20)) ip netns exec "$NS_FWD" $(pin "$FWD_CPU") "${FWD_CMD[@]}" \
   >"$WORK/fwd.json" 2>"$WORK/fwd.err" &
 FWD_PID=$!; PIDS+=("$FWD_PID")
 T_FWD=$(date +%s%N)
@@ -190,8 +212,8 @@ GEN_ARGS=(--dev veth --mode "$GEN_MODE" --size "$SIZE" --flows "$FLOWS" --durati
           --src-mac 02:77:00:00:00:01 --dst-mac 02:77:00:00:00:02 --src-ip 10.77.0.1 --dst-ip 10.77.1.1)
 [[ "$RATE" != 0 ]] && GEN_ARGS+=(--rate "$RATE")
 # shellcheck disable=SC2046
-timeout -s INT $((DURATION + 20)) ip netns exec "$NS_GEN" $(pin "$GEN_CPU") "$GEN" "${GEN_ARGS[@]}" \
-  >"$WORK/gen.json" 2>"$WORK/gen.err" || die "pagepool-gen failed: $(tail -n 3 "$WORK/gen.err")"
+timeout -s INT -k "$KILL_AFTER" $((DURATION + 20)) ip netns exec "$NS_GEN" $(pin "$GEN_CPU") "$GEN" "${GEN_ARGS[@]}" \
+  >"$WORK/gen.json" 2>"$WORK/gen.err" || { rc=$?; die "pagepool-gen failed with $rc$(timed_out "$rc"): $(tail -n 3 "$WORK/gen.err")"; }
 
 FWD_RC=0
 wait "$FWD_PID" || FWD_RC=$?
@@ -199,13 +221,15 @@ kill -INT "$SINK_PID" 2>/dev/null || true
 SINK_RC=0
 wait "$SINK_PID" || SINK_RC=$?
 PIDS=()
-[[ $FWD_RC -eq 0 ]] || die "$FWD_TARGET exited with $FWD_RC: $(tail -n 3 "$WORK/fwd.err")"
-[[ $SINK_RC -eq 0 ]] || die "pagepool-sink exited with $SINK_RC: $(tail -n 3 "$WORK/sink.err")"
+# timeout(1): 124 = still running at its limit (interrupted), 137 = it
+# then ignored the interrupt for KILL_AFTER s and was killed.
+[[ $FWD_RC -eq 0 ]] || die "$FWD_TARGET exited with $FWD_RC$(timed_out "$FWD_RC"): $(tail -n 3 "$WORK/fwd.err")"
+[[ $SINK_RC -eq 0 ]] || die "pagepool-sink exited with $SINK_RC$(timed_out "$SINK_RC"): $(tail -n 3 "$WORK/sink.err")"
 jq -e . "$WORK/fwd.json" >/dev/null 2>&1 || die "$FWD_TARGET printed no JSON: $(head -c 300 "$WORK/fwd.json")"
 
 # Kernel counters of the links: frames dropped on the way into the
 # forwarder (veth-a's rx_dropped: its XDP ring full) and out of it.
-link_json() { ip -n "$1" -s -j link show "$2"; }
+link_json() { timeout -k 2 10 ip -n "$1" -s -j link show "$2" || die "ip link show $2 in $1 did not answer"; }
 VA=$(link_json "$NS_FWD" veth-a)
 VB=$(link_json "$NS_FWD" veth-b)
 

@@ -16,7 +16,11 @@ DEMO="${1:?usage: xsk_forward.sh DEMO_SCRIPT [netns-demo options]}"
 shift
 command -v jq >/dev/null || { echo "xsk_forward: SKIP: needs jq" >&2; exit 77; }
 
-out=$("$DEMO" --fwd pagepool --duration 3 --rate 100000 --flows 16 --size 64 --json "$@") && rc=0 || rc=$?
+# Bounded well inside ctest's 120 s, so that on a hang the demo is
+# terminated (its trap then removes the namespaces) rather than killed.
+out=$(timeout -s TERM -k 10 90 "$DEMO" --fwd pagepool --duration 3 --rate 100000 --flows 16 --size 64 --json "$@") \
+  && rc=0 || rc=$?
+[[ $rc -eq 124 || $rc -eq 137 ]] && echo "xsk_forward: the demo did not finish in 90 s (exit $rc)" >&2
 [[ $rc -eq 0 ]] || exit "$rc"   # 77: skipped, with the reason on stderr
 echo "$out" | jq -c 'del(.tools)'
 
