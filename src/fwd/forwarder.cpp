@@ -4,6 +4,8 @@
 #include "pagepool/fwd/forwarder.hpp"
 
 #include "fwd/polling.hpp"
+#include "mem/arena.hpp"
+#include "providers/map_util.hpp"
 
 #include <pthread.h>
 #include <sched.h>
@@ -30,10 +32,9 @@ using Count = pagepool::detail::Counter;
 
 // Stack baseline: free blocks a thread's stack holds without growing (the
 // RX rings and TX queues of a few devices; 512 KiB of pointers), and the
-// huge-page chunks its blocks are carved from (each mapped twice its size
-// to align it).
+// huge-page chunks its blocks are carved from.
 constexpr std::size_t kStackReserve = 65536;
-constexpr std::size_t kStackChunk = std::size_t{2} << 20;
+constexpr std::size_t kStackChunk = pagepool::detail::kGranule;
 
 // Everything one polling thread writes, on its own lines.
 struct alignas(64) Forwarder::Thread {
@@ -178,16 +179,15 @@ void heap_block_free(std::byte* b) {
 // pool. They are unmapped by stop() once every thread has ended. Returns
 // false when out of memory.
 bool Forwarder::stack_grow(Thread& t) {
-  constexpr std::size_t kChunk = kStackChunk;
-  void* m = mmap(nullptr, 2 * kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return false;
-  auto* base = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(m) + kChunk - 1) & ~(kChunk - 1));
-  madvise(base, kChunk, MADV_HUGEPAGE);  // a hint
+  void* m = pagepool::detail::map_aligned(kStackChunk, kStackChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE);
+  if (!m) return false;
+  madvise(m, kStackChunk, MADV_HUGEPAGE);  // a hint
   {
     std::lock_guard lock(chunk_mu_);
     chunks_.push_back(m);
   }
-  constexpr std::size_t kBlocks = kChunk / kBufBytes;
+  auto* base = static_cast<std::byte*>(m);
+  constexpr std::size_t kBlocks = kStackChunk / kBufBytes;
   // Pushed from the top, so they leave in address order.
   for (std::size_t i = kBlocks; i-- > 0;) t.stack.push_back(base + i * kBufBytes);
   t.heap_alloc.add(kBlocks);
@@ -458,7 +458,7 @@ Report Forwarder::stop() {
   }
   phase_.store(2, std::memory_order_release);
   for (auto& t : threads_) t->th.join();
-  for (void* m : chunks_) munmap(m, 2 * kStackChunk);  // stack_grow's mappings
+  for (void* m : chunks_) munmap(m, kStackChunk);  // stack_grow's mappings
   chunks_.clear();
 
   rep.packets = counters();

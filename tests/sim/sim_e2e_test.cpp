@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pagepool/devices/sim.hpp"
+#include "fwd/polling.hpp"
 #include "pagepool/fwd/forwarder.hpp"
 
 namespace {
@@ -289,23 +290,13 @@ TEST(SimE2e, StackBaselineReusesAndFreesEveryBlock) {
 
 // Busy time: only poll rounds that did work count, so it is positive after
 // traffic and never more than the polling threads' wall time.
-// The clock Report::busy_cycles counts in: TSC ticks on x86-64, else ns.
-std::uint64_t busy_clock() {
-#if defined(__x86_64__)
-  return __builtin_ia32_rdtsc();
-#else
-  return std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::steady_clock::now().time_since_epoch())
-                           .count());
-#endif
-}
-
 TEST(SimE2e, BusyCyclesCountThePollersWork) {
   Scenario r;
   r.fwd.threads = 2;
-  const std::uint64_t c0 = busy_clock();
+  // The clock Report::busy_cycles counts in.
+  const std::uint64_t c0 = detail::busy_clock();
   const Report rep = run(std::move(r));
-  const std::uint64_t wall = busy_clock() - c0;
+  const std::uint64_t wall = detail::busy_clock() - c0;
   expect_exact(rep, 2 * kFrames);
   EXPECT_GT(rep.busy_cycles, 0u);
   EXPECT_LE(rep.busy_cycles, 2 * wall);
