@@ -168,10 +168,10 @@ struct Port {
   bool tx_closed = false;  // reclaim() started: tx() refuses everything
 
   // Counters (DeviceStats). Writers: rx/tx_completed/reclaimed the polling
-  // thread; tx_frames/tx_ring_full/accepted the tx_lock holder; wire_* and
-  // rx_no_buf the hardware thread.
+  // thread; tx_frames/tx_ring_full/accepted the tx_lock holder; wire_*,
+  // rx_no_buf and hw_busy the hardware thread.
   Count rx_frames, tx_frames, tx_completed, tx_ring_full, rx_no_buf, reclaimed, reclaimed_tx;
-  Count wire_sent, wire_received, wire_duplicate, wire_corrupt, wire_unchecked;
+  Count wire_sent, wire_received, wire_duplicate, wire_corrupt, wire_unchecked, hw_busy;
 };
 
 // Hardware thread only: the sequence numbers of one origin port's frames
@@ -268,7 +268,12 @@ void SimHw::run() {
         p.stopped.store(true, std::memory_order_release);
         continue;
       }
-      work += generate(p, now) + transmit(p, now) + complete(p, now);
+      // Timed per port, counted only when frames moved (as the pollers'
+      // busy time: idle visits are the wait for work, not its cost).
+      const std::uint64_t t0 = detail::busy_clock();
+      const std::uint32_t w = generate(p, now) + transmit(p, now) + complete(p, now);
+      if (w) p.hw_busy.add(detail::busy_clock() - t0);
+      work += w;
     }
     epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
     if (work)
@@ -491,6 +496,7 @@ class SimDevice final : public Device {
     s.wire_duplicate = p_.wire_duplicate.get();
     s.wire_corrupt = p_.wire_corrupt.get();
     s.wire_unchecked = p_.wire_unchecked.get();
+    s.wire_busy_cycles = p_.hw_busy.get();
     return s;
   }
 

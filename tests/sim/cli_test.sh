@@ -58,17 +58,20 @@ if [[ $? -ne 0 ]] || ! grep -q "pool vs malloc baseline" <<<"$out" || ! grep -q 
 fi
 
 # The stack baseline: both runs account for every frame, the JSON names the
-# baseline's runs, and both report the polling thread's cycles per frame.
+# baseline's runs, and both report the polling thread's and the sim
+# hardware thread's cycles per frame.
 out=$(timeout 60 "$fwd" --baseline stack --repeat 1 --duration 0.3 --json --quiet)
 if [[ $? -ne 0 ]] || ! jq -e '.accounting_ok and .baseline.accounting_ok and .baseline.heap_outstanding == 0
       and (.runs.stack_rx_mpps | length) == 1 and .cycles_per_frame > 0 and .baseline.cycles_per_frame > 0
-      and .busy_cycles > 0' >/dev/null <<<"$out"; then
+      and .busy_cycles > 0 and .hw_cycles_per_frame > 0 and .baseline.hw_cycles_per_frame > 0
+      and (.runs.stack_hw_cycles_per_frame | length) == 1
+      and ([.devices[].wire_busy_cycles] | all(. > 0))' >/dev/null <<<"$out"; then
   echo "FAIL: --baseline stack run: $out"
   fails=$((fails + 1))
 fi
 out=$(timeout 60 "$fwd" --baseline stack --repeat 1 --duration 0.3 --quiet)
 if [[ $? -ne 0 ]] || ! grep -q "pool vs stack baseline" <<<"$out" || ! grep -q "accounting (stack): every frame" <<<"$out" \
-    || ! grep -q "polling thread's own cost" <<<"$out"; then
+    || ! grep -q "polling thread's own cost" <<<"$out" || ! grep -q "sim's hardware thread" <<<"$out"; then
   echo "FAIL: --baseline stack summary: $out"
   fails=$((fails + 1))
 fi

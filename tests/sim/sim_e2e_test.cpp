@@ -290,16 +290,24 @@ TEST(SimE2e, StackBaselineReusesAndFreesEveryBlock) {
 
 // Busy time: only poll rounds that did work count, so it is positive after
 // traffic and never more than the polling threads' wall time.
-TEST(SimE2e, BusyCyclesCountThePollersWork) {
+TEST(SimE2e, BusyCyclesCountThePollersAndTheHardwaresWork) {
   Scenario r;
   r.fwd.threads = 2;
-  // The clock Report::busy_cycles counts in.
+  // The clock Report::busy_cycles and DeviceStats::wire_busy_cycles count in.
   const std::uint64_t c0 = detail::busy_clock();
   const Report rep = run(std::move(r));
   const std::uint64_t wall = detail::busy_clock() - c0;
   expect_exact(rep, 2 * kFrames);
   EXPECT_GT(rep.busy_cycles, 0u);
   EXPECT_LE(rep.busy_cycles, 2 * wall);
+  // One hardware thread serves both ports: their busy times add up to at
+  // most the wall time, and each port moved frames, so each has some.
+  std::uint64_t hw = 0;
+  for (const auto& d : rep.devices) {
+    EXPECT_GT(d.wire_busy_cycles, 0u);
+    hw += d.wire_busy_cycles;
+  }
+  EXPECT_LE(hw, wall);
 }
 
 TEST(SimE2e, ImixAndDelayedCompletionsOnTwoThreads) {

@@ -69,6 +69,11 @@ struct DeviceStats {
   std::uint64_t wire_corrupt = 0;   // transmitted frames whose stamp did not verify
   std::uint64_t wire_unchecked = 0; // transmitted frames older than the verify window:
                                     // stamp checked, duplicate not (see SimOptions)
+  // The hardware thread's own cost on this port: TSC ticks (x86-64; ns
+  // elsewhere) of its visits to the port that moved frames (generate,
+  // transmit and verify, complete). Over the frames received it says
+  // whether the sim or the forwarder bounds a run's rate.
+  std::uint64_t wire_busy_cycles = 0;
 };
 
 class Device {
