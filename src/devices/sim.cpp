@@ -103,6 +103,24 @@ FlowHeader make_header(std::uint32_t port, std::uint32_t flow) noexcept {
   return h;
 }
 
+// n >= 2 bytes of value v at p. Short runs (a 64-byte frame has 6 payload
+// bytes) are two overlapping stores, not a call of memset.
+void fill_payload(std::uint8_t* p, std::uint8_t v, std::uint32_t n) noexcept {
+  const std::uint64_t w = 0x0101010101010101ull * v;
+  if (n > 16) {
+    std::memset(p, v, n);
+  } else if (n >= 8) {
+    std::memcpy(p, &w, 8);
+    std::memcpy(p + n - 8, &w, 8);
+  } else if (n >= 4) {
+    std::memcpy(p, &w, 4);
+    std::memcpy(p + n - 4, &w, 4);
+  } else {
+    std::memcpy(p, &w, 2);
+    std::memcpy(p + n - 2, &w, 2);
+  }
+}
+
 // A frame of `len` bytes of flow header h with sequence number seq: header,
 // payload bytes (a NIC writes every byte), and the stamp at the end.
 void write_frame(std::uint8_t* f, std::uint32_t len, const FlowHeader& h, std::uint32_t port,
@@ -116,7 +134,7 @@ void write_frame(std::uint8_t* f, std::uint32_t len, const FlowHeader& h, std::u
   put16(f + 18, id);
   put16(f + 24, ~sum & 0xffff);
   put16(f + 38, len - 34);
-  std::memset(f + 42, int(seq & 0xff), len - 42 - kStamp);
+  fill_payload(f + 42, std::uint8_t(seq), len - 42 - kStamp);
   const std::uint64_t sid = std::uint64_t{port} << 48 | seq;
   const std::uint64_t chk = check_word(sid, len);
   std::memcpy(f + len - kStamp, &sid, 8);
@@ -183,16 +201,23 @@ class SeenWindow {
  public:
   explicit SeenWindow(std::uint64_t window_bits) : words_(window_bits / 64) {}
 
-  enum class Result { fresh, duplicate, too_old };
-  Result record(std::uint64_t seq) {
-    if (seq < base_) return Result::too_old;
-    if (seq - base_ >= words_ * 64) slide(seq);
-    const std::uint64_t w = (seq / 64) & (words_ - 1);  // == seq / 64 while growing
+  struct Counts {
+    std::uint32_t duplicate = 0, too_old = 0;  // the rest were fresh
+  };
+  // Records the numbers word * 64 + b for every bit b of mask (not 0): one
+  // bitmap update for a run of frames, which on a link in order is a whole
+  // batch. The same as recording them one at a time in any order: they
+  // share one word, and base_ is a multiple of 64, so sliding for the
+  // highest of them never leaves another behind.
+  Counts record_word(std::uint64_t word, std::uint64_t mask) {
+    const std::uint64_t first = word * 64, last = first + 63 - std::uint64_t(__builtin_clzll(mask));
+    if (first < base_) return {0, std::uint32_t(__builtin_popcountll(mask))};
+    if (last - base_ >= words_ * 64) slide(last);
+    const std::uint64_t w = word & (words_ - 1);  // == word while growing
     if (w >= bits_.size()) bits_.resize(std::min(std::max<std::uint64_t>(w + 1, bits_.size() * 2), words_));
-    const std::uint64_t bit = std::uint64_t{1} << (seq % 64);
-    if (bits_[w] & bit) return Result::duplicate;
-    bits_[w] |= bit;
-    return Result::fresh;
+    const std::uint64_t seen = bits_[w] & mask;
+    bits_[w] |= mask;
+    return {std::uint32_t(__builtin_popcountll(seen)), 0};
   }
 
  private:
@@ -241,7 +266,13 @@ class SimHw {
   std::uint32_t generate(Port& p, std::uint64_t now);
   std::uint32_t transmit(Port& p, std::uint64_t now);
   std::uint32_t complete(Port& p, std::uint64_t now);
-  bool check(const Frame& f);
+  // A transmitted frame's stamp id (origin << 48 | seq) if the stamp
+  // verifies, else kBadId.
+  static constexpr std::uint64_t kBadId = ~std::uint64_t{0};  // origin 0xffff: never a port
+  std::uint64_t stamp_id(const Frame& f) const;
+  // Checks k transmitted frames and records their sequence numbers;
+  // returns how many did not verify.
+  std::uint32_t verify(const Frame* fr, std::uint32_t k);
 
   const SimOptions opt_;
   const std::uint32_t nports_;
@@ -327,25 +358,48 @@ std::uint32_t SimHw::generate(Port& p, std::uint64_t now) {
   return k;
 }
 
-bool SimHw::check(const Frame& f) {
-  if (f.len < kStamp || f.off > kBufBytes || f.len > kBufBytes - f.off) return false;
+std::uint64_t SimHw::stamp_id(const Frame& f) const {
+  if (f.len < kStamp || f.off > kBufBytes || f.len > kBufBytes - f.off) return kBadId;
   const std::byte* s = f.buf.base + f.off + f.len - kStamp;
   std::uint64_t id, chk;
   std::memcpy(&id, s, 8);
   std::memcpy(&chk, s + 8, 8);
   const std::uint64_t origin = id >> 48, seq = id & kSeqMask;
-  if (origin >= nports_ || chk != check_word(id, f.len) || seq >= ports_[origin]->seq) return false;
-  switch (seen_[origin].record(seq)) {  // counters: the hardware thread is the one writer
-    case SeenWindow::Result::duplicate:
-      ports_[origin]->wire_duplicate.add(1);
-      break;
-    case SeenWindow::Result::too_old:
-      ports_[origin]->wire_unchecked.add(1);
-      break;
-    case SeenWindow::Result::fresh:
-      break;
+  if (origin >= nports_ || chk != check_word(id, f.len) || seq >= ports_[origin]->seq) return kBadId;
+  return id;
+}
+
+std::uint32_t SimHw::verify(const Frame* fr, std::uint32_t k) {
+  // Every stamp first: independent loads, so their cache misses overlap.
+  std::uint64_t id[kBatch];
+  std::uint32_t bad = 0;
+  for (std::uint32_t i = 0; i < k; ++i) {
+    id[i] = stamp_id(fr[i]);
+    bad += id[i] == kBadId;
   }
-  return true;
+  // Then the sequence numbers, one record_word per run of frames of one
+  // origin inside one word with no number twice (a repeat starts a new
+  // run, whose record finds it). Counters: this thread is the one writer.
+  for (std::uint32_t i = 0; i < k;) {
+    if (id[i] == kBadId) {
+      ++i;
+      continue;
+    }
+    // (id % 64 is the sequence number's: the origin sits above bit 48.)
+    const std::uint64_t origin = id[i] >> 48, word = (id[i] & kSeqMask) / 64;
+    std::uint64_t mask = std::uint64_t{1} << (id[i] % 64);
+    std::uint32_t j = i + 1;
+    for (; j < k && id[j] != kBadId && id[j] >> 48 == origin && (id[j] & kSeqMask) / 64 == word; ++j) {
+      const std::uint64_t bit = std::uint64_t{1} << (id[j] % 64);
+      if (mask & bit) break;
+      mask |= bit;
+    }
+    const SeenWindow::Counts c = seen_[origin].record_word(word, mask);
+    if (c.duplicate) ports_[origin]->wire_duplicate.add(c.duplicate);
+    if (c.too_old) ports_[origin]->wire_unchecked.add(c.too_old);
+    i = j;
+  }
+  return bad;
 }
 
 std::uint32_t SimHw::transmit(Port& p, std::uint64_t now) {
@@ -356,9 +410,7 @@ std::uint32_t SimHw::transmit(Port& p, std::uint64_t now) {
   Frame fr[kBatch];
   const std::uint32_t k = p.txq.pop(fr, std::min(room, kBatch));
   if (!k) return 0;
-  std::uint64_t bad = 0;
-  if (opt_.verify)
-    for (std::uint32_t i = 0; i < k; ++i) bad += !check(fr[i]);
+  const std::uint64_t bad = opt_.verify ? verify(fr, k) : 0;
   if (direct) {
     Buf out[kBatch];
     for (std::uint32_t i = 0; i < k; ++i) out[i] = fr[i].buf;

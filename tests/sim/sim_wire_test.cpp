@@ -56,11 +56,17 @@ class Port {
   }
   Frame& frame(std::uint64_t seq) { return frames_.at(seq); }
 
-  // Transmits the frames one by one (the hardware checks them in this
-  // order), waits for all their completions, then stops the generator so
-  // the counters are final.
-  void transmit(const std::vector<Frame>& fr) {
-    for (const Frame& f : fr) ASSERT_EQ(dev().tx(&f, 1), 1u);
+  // Transmits the frames (the hardware checks them in this order), one
+  // tx() call each or, with one_call, all in one (at most a ring's worth:
+  // the hardware then takes them in one batch), waits for all their
+  // completions, then stops the generator so the counters are final.
+  void transmit(const std::vector<Frame>& fr, bool one_call = false) {
+    if (one_call) {
+      ASSERT_LE(fr.size(), opt_.ring_size);
+      ASSERT_EQ(dev().tx(fr.data(), std::uint32_t(fr.size())), fr.size());
+    } else {
+      for (const Frame& f : fr) ASSERT_EQ(dev().tx(&f, 1), 1u);
+    }
     std::uint64_t done = 0;
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     while (done < fr.size() && Clock::now() < deadline) {
@@ -129,18 +135,40 @@ TEST(SimWire, AFrameChangedInFlightIsCorrupt) {
 // A window of 128 sequence numbers: the check slides with the newest frame
 // and still catches duplicates inside the window; frames behind it are
 // counted as unchecked, never as duplicates or corrupt.
+// Both one frame per tx() call and all in one batch.
 TEST(SimWire, TheDuplicateWindowSlidesAndKeepsRecentFrames) {
-  SimOptions o = one_port(320);
-  o.verify_window = 128;
-  Port p(o);
-  ASSERT_NO_FATAL_FAILURE(p.receive(320));
+  for (bool one_call : {false, true}) {
+    SCOPED_TRACE(one_call ? "one batch" : "one frame per call");
+    SimOptions o = one_port(320);
+    o.verify_window = 128;
+    Port p(o);
+    ASSERT_NO_FATAL_FAILURE(p.receive(320));
+    std::vector<Frame> tx;
+    for (std::uint64_t s : {5, 5, 100, 200, 100, 130, 200, 300, 200, 130, 319}) tx.push_back(p.frame(s));
+    // 5 new, 5 dup, 100 new, 200 new (window now [128, 256)), 100 behind
+    // it, 130 new, 200 dup, 300 new (window [192, 320)), 200 still a dup,
+    // 130 behind it, 319 new.
+    ASSERT_NO_FATAL_FAILURE(p.transmit(tx, one_call));
+    expect_wire(p.dev().stats(), {.received = 11, .duplicate = 3, .corrupt = 0, .unchecked = 2});
+  }
+}
+
+// The hardware records a batch's sequence numbers a run at a time (frames
+// inside one 64-number word): repeats inside a run, across runs and after
+// a corrupt frame are all found, in one batch.
+TEST(SimWire, DuplicatesInsideOneBatchAreAllFound) {
+  Port p(one_port(200));
+  ASSERT_NO_FATAL_FAILURE(p.receive(200));
+  Frame cut = p.frame(3);
+  cut.len -= 1;  // the stamp moves: corrupt, and not recorded
   std::vector<Frame> tx;
-  for (std::uint64_t s : {5, 5, 100, 200, 100, 130, 200, 300, 200, 130, 319}) tx.push_back(p.frame(s));
-  // 5 new, 5 dup, 100 new, 200 new (window now [128, 256)), 100 behind it,
-  // 130 new, 200 dup, 300 new (window [192, 320)), 200 still a dup,
-  // 130 behind it, 319 new.
-  ASSERT_NO_FATAL_FAILURE(p.transmit(tx));
-  expect_wire(p.dev().stats(), {.received = 11, .duplicate = 3, .corrupt = 0, .unchecked = 2});
+  for (std::uint64_t s : {0, 1, 2, 2, 63, 64, 65}) tx.push_back(p.frame(s));
+  tx.push_back(cut);
+  for (std::uint64_t s : {3, 1, 127, 128, 0, 191, 64, 3}) tx.push_back(p.frame(s));
+  // Repeats: the second 2 (same run), 1 and 0 (earlier runs of word 0), 64
+  // (word 1), the second 3 (after the first, which followed the cut one).
+  ASSERT_NO_FATAL_FAILURE(p.transmit(tx, true));
+  expect_wire(p.dev().stats(), {.received = 16, .duplicate = 5, .corrupt = 1, .unchecked = 0});
 }
 
 TEST(SimWire, VerifyWindowMustBeAPowerOfTwoInRange) {
