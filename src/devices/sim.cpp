@@ -105,6 +105,7 @@ FlowHeader make_header(std::uint32_t port, std::uint32_t flow) noexcept {
 
 // n >= 2 bytes of value v at p. Short runs (a 64-byte frame has 6 payload
 // bytes) are two overlapping stores, not a call of memset.
+static_assert(kMinFrame - 42 - kStamp >= 2, "every frame has a payload of 2 bytes at least");
 void fill_payload(std::uint8_t* p, std::uint8_t v, std::uint32_t n) noexcept {
   const std::uint64_t w = 0x0101010101010101ull * v;
   if (n > 16) {

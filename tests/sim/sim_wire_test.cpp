@@ -4,6 +4,7 @@
 // (bounded memory however long a run) without forgetting recent frames.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +41,7 @@ class Port {
       while (room && posted_ < n) {
         auto* b = static_cast<std::byte*>(std::aligned_alloc(kBufBytes, kBufBytes));
         ASSERT_NE(b, nullptr);
+        std::memset(b, 0xa5, kBufBytes);  // not what the device writes (but for seq % 256 == 0xa5)
         heap_.push_back(b);
         const Buf buf{b, nullptr};
         ASSERT_EQ(dev().fill(&buf, 1), 1u);
@@ -169,6 +171,26 @@ TEST(SimWire, DuplicatesInsideOneBatchAreAllFound) {
   // (word 1), the second 3 (after the first, which followed the cut one).
   ASSERT_NO_FATAL_FAILURE(p.transmit(tx, true));
   expect_wire(p.dev().stats(), {.received = 16, .duplicate = 5, .corrupt = 1, .unchecked = 0});
+}
+
+// The device writes every byte of every frame: the payload between the
+// 42-byte header and the 16-byte stamp is the sequence number's low byte,
+// for every length from the shortest (2 payload bytes) up.
+TEST(SimWire, EveryPayloadByteIsWritten) {
+  SimOptions o = one_port(512);
+  o.sizes = {60, 61, 64, 66, 69, 74, 75, 200};
+  Port p(o);
+  ASSERT_NO_FATAL_FAILURE(p.receive(512));
+  std::vector<std::uint32_t> seen_len;
+  for (std::uint64_t s = 0; s < 512; ++s) {
+    const Frame& f = p.frame(s);
+    seen_len.push_back(f.len);
+    const std::byte want = std::byte(s & 0xff);
+    for (std::uint32_t i = 42; i < f.len - 16; ++i)
+      ASSERT_EQ(f.buf.base[f.off + i], want) << "frame " << s << " of " << f.len << " bytes, byte " << i;
+  }
+  for (std::uint32_t len : o.sizes)
+    EXPECT_NE(std::find(seen_len.begin(), seen_len.end(), len), seen_len.end()) << "no frame of " << len;
 }
 
 TEST(SimWire, VerifyWindowMustBeAPowerOfTwoInRange) {
