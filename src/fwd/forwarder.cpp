@@ -306,11 +306,6 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
     Verdict v[kBudget];
     for (std::uint32_t i = 0; i < n; ++i) {
       std::byte* base = fr[i].buf.base;
-      // The frame's first line, which the device has just written: every
-      // program reads it, and asking for all of the batch's lines here
-      // overlaps their misses instead of taking them one program call at
-      // a time (what drivers do with net_prefetch()).
-      __builtin_prefetch(base + fr[i].off);
       ctx[i] = {base + fr[i].off, base + fr[i].off + fr[i].len, base, kBufBytes, d, 0, ndev};
     }
     prog_->run(ctx, v, n);

@@ -28,7 +28,9 @@
 #include <vector>
 
 #include "common.hpp"
+#include "mem/arena.hpp"  // kGranule
 #include "pagepool/pagepool.hpp"
+#include "providers/map_util.hpp"  // map_aligned
 
 namespace ppb {
 
@@ -129,20 +131,18 @@ struct Mmap : PlainPeer<Mmap> {
 // adds.
 struct Stack : PlainPeer<Stack> {
   static constexpr bool kOneThread = true;
-  explicit Stack(const Setup& s) : n_(s.inflight + kSlack), free_(n_) {
-    bytes_ = n_ * kBuf;
-    const std::size_t align = std::size_t{2} << 20;
-    void* m = mmap(nullptr, bytes_ + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) throw std::bad_alloc();  // the driver reports the case as failed
-    map_ = static_cast<std::byte*>(m);
-    base_ = reinterpret_cast<std::byte*>((reinterpret_cast<std::uintptr_t>(m) + align - 1) & ~(align - 1));
+  explicit Stack(const Setup& s) : n_(s.inflight + kSlack), free_(n_), bytes_(n_ * kBuf) {
+    void* m = pagepool::detail::map_aligned(bytes_, pagepool::detail::kGranule, PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE);
+    if (!m) throw std::bad_alloc();  // the driver reports the case as failed
+    base_ = static_cast<std::byte*>(m);
     madvise(base_, bytes_, MADV_HUGEPAGE);  // a hint, as in pagepool's AnonProvider
     // Pushed from the top down, so pops leave in address order (as
     // pagepool's fresh pages do).
     for (std::size_t i = 0; i < n_; ++i) free_[i] = base_ + (n_ - 1 - i) * kBuf;
     top_ = n_;
   }
-  ~Stack() { munmap(map_, bytes_ + (std::size_t{2} << 20)); }
+  ~Stack() { munmap(base_, bytes_); }
   Stack(const Stack&) = delete;
   Stack& operator=(const Stack&) = delete;
   PPB_HOT Buf get(Local&) { return top_ ? free_[--top_] : nullptr; }
@@ -164,8 +164,8 @@ struct Stack : PlainPeer<Stack> {
   static constexpr std::size_t kSlack = 1024;  // beyond the case's in-flight count
   const std::size_t n_;
   std::vector<void*> free_;
-  std::size_t top_ = 0, bytes_ = 0;
-  std::byte* map_ = nullptr;
+  const std::size_t bytes_;
+  std::size_t top_ = 0;
   std::byte* base_ = nullptr;
 };
 

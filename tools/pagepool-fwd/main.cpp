@@ -202,6 +202,16 @@ double hw_per_frame(const pf::Report& r) {
   return r.packets.rx ? double(busy) / double(r.packets.rx) : 0.0;
 }
 
+// One mode's figures over its runs (pool or baseline), for the medians.
+struct Series {
+  std::vector<double> rx, cpf, hw;  // rx Mpps, poller and sim hardware cycles per frame
+  void add(const pf::Report& r) {
+    rx.push_back(mpps(r.packets.rx, r.seconds));
+    cpf.push_back(per_frame(r));
+    hw.push_back(hw_per_frame(r));
+  }
+};
+
 json report_json(const pf::Report& r, const std::vector<std::string>& errors) {
   json j;
   j["seconds"] = r.seconds;
@@ -451,31 +461,26 @@ int main(int argc, char** argv) {
   FILE* live = c.quiet ? nullptr : (c.json ? stderr : stdout);
   RunResult pool;
   std::optional<RunResult> base;
-  std::vector<double> pool_rx, base_rx;  // Mpps per run, for the medians
-  std::vector<double> pool_cpf, base_cpf;  // polling threads' cycles per frame per run
-  std::vector<double> pool_hw, base_hw;    // the sim hardware thread's, per run
+  Series pool_runs, base_runs;  // per run, for the medians
   bool all_ok = true;
   try {
     for (std::uint32_t i = 0; i < c.repeat && !g_interrupted.load(); ++i) {
       pool = run_once(c, nullptr, live);
-      pool_rx.push_back(mpps(pool.rep.packets.rx, pool.rep.seconds));
-      pool_cpf.push_back(per_frame(pool.rep));
-      pool_hw.push_back(hw_per_frame(pool.rep));
+      pool_runs.add(pool.rep);
       all_ok &= pool.errors.empty();
       if (c.baseline != "none" && !g_interrupted.load()) {
         base = run_once(c, c.baseline.c_str(), live);
-        base_rx.push_back(mpps(base->rep.packets.rx, base->rep.seconds));
-        base_cpf.push_back(per_frame(base->rep));
-        base_hw.push_back(hw_per_frame(base->rep));
+        base_runs.add(base->rep);
         all_ok &= base->errors.empty();
       }
     }
   } catch (const std::exception& e) {
     fail(e.what(), 1);  // a device that cannot open: the message says which and how to fix it
   }
-  const double pool_med = median(pool_rx), base_med = median(base_rx);
-  const double pool_cpf_med = median(pool_cpf), base_cpf_med = median(base_cpf);
-  const double pool_hw_med = median(pool_hw), base_hw_med = median(base_hw);
+  const double pool_med = median(pool_runs.rx), base_med = median(base_runs.rx);
+  const double pool_cpf_med = median(pool_runs.cpf), base_cpf_med = median(base_runs.cpf);
+  const double pool_hw_med = median(pool_runs.hw), base_hw_med = median(base_runs.hw);
+  const std::size_t runs = pool_runs.rx.size();
 
   if (c.json) {
     json j = report_json(pool.rep, pool.errors);
@@ -485,9 +490,9 @@ int main(int argc, char** argv) {
                    {"seed", c.seed},       {"tx_delay_ns", c.tx_delay_ns}, {"baseline", c.baseline}};
     if (base) {
       j["baseline"] = report_json(base->rep, base->errors);
-      j["runs"] = {{"pool_rx_mpps", pool_rx}, {c.baseline + "_rx_mpps", base_rx},
-                   {"pool_cycles_per_frame", pool_cpf}, {c.baseline + "_cycles_per_frame", base_cpf},
-                   {"pool_hw_cycles_per_frame", pool_hw}, {c.baseline + "_hw_cycles_per_frame", base_hw}};
+      j["runs"] = {{"pool_rx_mpps", pool_runs.rx}, {c.baseline + "_rx_mpps", base_runs.rx},
+                   {"pool_cycles_per_frame", pool_runs.cpf}, {c.baseline + "_cycles_per_frame", base_runs.cpf},
+                   {"pool_hw_cycles_per_frame", pool_runs.hw}, {c.baseline + "_hw_cycles_per_frame", base_runs.hw}};
       j["speedup_rx"] = base_med > 0 ? pool_med / base_med : 0.0;
       j["cycles_per_frame_ratio"] = pool_cpf_med > 0 ? base_cpf_med / pool_cpf_med : 0.0;
     }
@@ -495,22 +500,22 @@ int main(int argc, char** argv) {
   } else {
     summary(c, pool, base);
     const char* bn = c.baseline.c_str();
-    if (base && pool_rx.size() == 1)
+    if (base && runs == 1)
       std::printf("  pool vs %s baseline: %.2fx the rx rate (%.2f vs %.2f Mpps; --repeat N for medians)\n", bn,
                   base_med > 0 ? pool_med / base_med : 0.0, pool_med, base_med);
     else if (base)
       std::printf("  pool vs %s baseline: %.2fx the rx rate (medians of %zu interleaved runs each: "
                   "%.2f vs %.2f Mpps)\n",
-                  bn, base_med > 0 ? pool_med / base_med : 0.0, pool_rx.size(), pool_med, base_med);
+                  bn, base_med > 0 ? pool_med / base_med : 0.0, runs, pool_med, base_med);
     if (base && pool_cpf_med > 0)
       std::printf("  polling thread's own cost: %.1f (pool) vs %.1f (%s) TSC cycles a frame, %s / pool = "
                   "%.2fx%s\n",
                   pool_cpf_med, base_cpf_med, bn, bn, base_cpf_med / pool_cpf_med,
-                  pool_rx.size() > 1 ? " (medians)" : "");
+                  runs > 1 ? " (medians)" : "");
     if (base && pool_hw_med > 0)
       std::printf("  the sim's hardware thread: %.1f (pool) vs %.1f (%s) TSC cycles a frame%s; a run goes at "
                   "the pace of the slower of it and the polling thread\n",
-                  pool_hw_med, base_hw_med, bn, pool_rx.size() > 1 ? " (medians)" : "");
+                  pool_hw_med, base_hw_med, bn, runs > 1 ? " (medians)" : "");
     if (!all_ok) std::printf("  accounting FAILED in at least one run (exit 3)\n");
   }
   return all_ok ? 0 : 3;
