@@ -1,15 +1,22 @@
 // pagepool: the sim device (see devices/sim.hpp): ports of one simulated NIC
 // whose "hardware" is one thread.
 //
-// Per port, four SPSC queues connect the driver (the forwarder's polling
-// thread) and the hardware thread:
-//   post  driver -> hw   RX buffers posted by fill()
-//   rxd   hw -> driver   frames written into them, taken by rx()
-//   txq   driver -> hw   TX descriptors; tx() may come from any thread and
-//                        serialises producers with tx_lock
-//   cq    hw -> driver   TX buffers done, taken by complete()
-// plus `pend`, the hardware's private FIFO of consumed TX buffers waiting
-// out the completion delay.
+// Per port, three SPSC queues and a counter connect the driver (the
+// forwarder's polling thread) and the hardware thread, shaped like a NIC's
+// descriptor rings: the hardware sees addresses and lengths only, and
+// works in order, so the driver keeps each buffer's Buf in a ring of its
+// own and pairs them up again by position.
+//   post       driver -> hw   addresses of RX buffers posted by fill()
+//   rxd        hw -> driver   the length of the frame written into each, in
+//                             posting order, taken by rx()
+//   txq        driver -> hw   TX descriptors; tx() may come from any thread
+//                             and serialises producers with tx_lock
+//   completed  hw -> driver   TX descriptors done, in order (a count),
+//                             taken by complete()
+// plus `pend`, the hardware's private FIFO of consumed TX descriptors
+// waiting out the completion delay. Small descriptors are the point: every
+// line of a queue crosses between the two CPUs, and the hardware thread
+// bounds a pool run's rate.
 #include "pagepool/devices/sim.hpp"
 
 #include <pthread.h>
@@ -19,6 +26,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 #include <stdexcept>
@@ -42,6 +50,14 @@ constexpr std::uint32_t kMaxFrame = kBufBytes - kHeadroom;
 constexpr std::uint32_t kBatch = 64;     // descriptors the hardware moves per queue per pass
 constexpr std::uint32_t kStamp = 16;     // (port << 48 | seq, check word) at the frame's end
 constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << 48) - 1;
+static_assert(kMaxFrame <= 0xffff, "an RX descriptor's length is 16 bits");
+
+// What the hardware is given to transmit: the buffer's address and the
+// frame's place in it (checked against the buffer by the hardware).
+struct TxDesc {
+  const std::byte* base;
+  std::uint32_t off, len;
+};
 
 // splitmix64's finaliser: the check word and the generator's randomness.
 std::uint64_t mix64(std::uint64_t x) noexcept {
@@ -153,23 +169,23 @@ using Count = pagepool::detail::Counter;
 
 struct Port {
   Port(std::uint32_t i, const SimOptions& o)
-      : idx(i), post(o.ring_size), rxd(o.ring_size), txq(o.ring_size), cq(o.ring_size),
-        pend(o.ring_size), rng(mix64(o.seed * 0x9e3779b97f4a7c15ull + i)) {
+      : idx(i), post(o.ring_size), rxd(o.ring_size), txq(o.ring_size), pend(o.ring_size),
+        rng(mix64(o.seed * 0x9e3779b97f4a7c15ull + i)) {
     for (std::uint32_t f = 0; f < o.flows; ++f) headers.push_back(make_header(i, f));
   }
 
   const std::uint32_t idx;
-  SpscRing<Buf> post;
-  SpscRing<Frame> rxd;
-  SpscRing<Frame> txq;
-  SpscRing<Buf> cq;
+  SpscRing<std::byte*> post;       // buffer base addresses
+  SpscRing<std::uint16_t> rxd;     // frame lengths (at kHeadroom), in posting order
+  SpscRing<TxDesc> txq;
+  // TX descriptors done: the hardware's release-store after its last read
+  // of their frames; the driver's acquire-load before it hands the buffers
+  // back. Its own line: it is the one field the driver polls for TX.
+  alignas(64) std::atomic<std::uint64_t> completed{0};
 
   // ---- hardware thread only (the polling thread after `stopped`) ----
-  struct Pend {
-    Buf buf;
-    std::uint64_t due;  // now_ns() at which it completes
-  };
-  std::vector<Pend> pend;  // FIFO of pend.size() entries (a power of two)
+  alignas(64) std::uint64_t hw_completed = 0;  // its copy of `completed`
+  std::vector<std::uint64_t> pend;  // FIFO of due times (now_ns()), pend.size() a power of two
   std::uint32_t pend_head = 0, pend_n = 0;
   const std::uint32_t pend_mask = std::uint32_t(pend.size()) - 1;
   std::vector<FlowHeader> headers;  // one per flow
@@ -274,10 +290,10 @@ class SimHw {
   // A transmitted frame's stamp id (origin << 48 | seq) if the stamp
   // verifies, else kBadId.
   static constexpr std::uint64_t kBadId = ~std::uint64_t{0};  // origin 0xffff: never a port
-  std::uint64_t stamp_id(const Frame& f) const;
+  std::uint64_t stamp_id(const TxDesc& f) const;
   // Checks k transmitted frames and records their sequence numbers;
   // returns how many did not verify.
-  std::uint32_t verify(const Frame* fr, std::uint32_t k);
+  std::uint32_t verify(const TxDesc* fr, std::uint32_t k);
 
   const SimOptions opt_;
   const std::uint32_t nports_;
@@ -334,21 +350,21 @@ std::uint32_t SimHw::generate(Port& p, std::uint64_t now) {
     want = std::min<std::uint64_t>(want, std::uint64_t(p.credit));
   }
   if (want == 0) return 0;
-  Buf bufs[kBatch];
+  std::byte* bases[kBatch];
   const std::uint32_t k =
-      p.post.pop(bufs, std::min<std::uint32_t>(std::uint32_t(want), p.rxd.free_slots()));
-  Frame fr[kBatch];
+      p.post.pop(bases, std::min<std::uint32_t>(std::uint32_t(want), p.rxd.free_slots()));
+  std::uint16_t lens[kBatch];
   const std::uint32_t nsizes = std::uint32_t(opt_.sizes.size());
   for (std::uint32_t i = 0; i < k; ++i) {
     p.rng += 0x9e3779b97f4a7c15ull;  // a Weyl sequence through one multiply-fold
     const std::uint64_t r = (p.rng ^ (p.rng >> 32)) * 0xd6e8feb86659fd93ull;
     const std::uint32_t len = opt_.sizes[reduce(std::uint32_t(r), nsizes)];
     const std::uint32_t flow = reduce(std::uint32_t(r >> 32), opt_.flows);
-    write_frame(reinterpret_cast<std::uint8_t*>(bufs[i].base) + kHeadroom, len, p.headers[flow], p.idx,
+    write_frame(reinterpret_cast<std::uint8_t*>(bases[i]) + kHeadroom, len, p.headers[flow], p.idx,
                 p.seq + i);
-    fr[i] = {bufs[i], kHeadroom, len};
+    lens[i] = std::uint16_t(len);
   }
-  p.rxd.push(fr, k);  // room was checked above
+  p.rxd.push(lens, k);  // room was checked above
   p.seq += k;
   std::uint64_t lost = 0;
   if (opt_.rate_mpps > 0) {
@@ -363,9 +379,9 @@ std::uint32_t SimHw::generate(Port& p, std::uint64_t now) {
   return k;
 }
 
-std::uint64_t SimHw::stamp_id(const Frame& f) const {
+std::uint64_t SimHw::stamp_id(const TxDesc& f) const {
   if (f.len < kStamp || f.off > kBufBytes || f.len > kBufBytes - f.off) return kBadId;
-  const std::byte* s = f.buf.base + f.off + f.len - kStamp;
+  const std::byte* s = f.base + f.off + f.len - kStamp;
   std::uint64_t id, chk;
   std::memcpy(&id, s, 8);
   std::memcpy(&chk, s + 8, 8);
@@ -374,7 +390,7 @@ std::uint64_t SimHw::stamp_id(const Frame& f) const {
   return id;
 }
 
-std::uint32_t SimHw::verify(const Frame* fr, std::uint32_t k) {
+std::uint32_t SimHw::verify(const TxDesc* fr, std::uint32_t k) {
   // Every stamp first: independent loads, so their cache misses overlap.
   std::uint64_t id[kBatch];
   std::uint32_t bad = 0;
@@ -407,22 +423,28 @@ std::uint32_t SimHw::verify(const Frame* fr, std::uint32_t k) {
   return bad;
 }
 
+// Completes k more TX descriptors, in order. Release: this thread's reads
+// of their frames (verify) happen before the driver reuses the buffers;
+// pairs with the acquire-load in SimDevice::complete().
+void complete_n(Port& p, std::uint32_t k) noexcept {
+  p.hw_completed += k;
+  p.completed.store(p.hw_completed, std::memory_order_release);
+}
+
 std::uint32_t SimHw::transmit(Port& p, std::uint64_t now) {
   // Without a completion delay and with nothing waiting, a descriptor
-  // completes as it is consumed: straight to the completion queue.
+  // completes as it is consumed. The driver holds at most ring_size
+  // descriptors out, so `pend` (ring_size entries) never overflows.
   const bool direct = opt_.tx_delay_ns == 0 && p.pend_n == 0;
-  const std::uint32_t room = direct ? p.cq.free_slots() : p.pend_mask + 1 - p.pend_n;
-  Frame fr[kBatch];
-  const std::uint32_t k = p.txq.pop(fr, std::min(room, kBatch));
+  TxDesc d[kBatch];
+  const std::uint32_t k = p.txq.pop(d, kBatch);
   if (!k) return 0;
-  const std::uint64_t bad = opt_.verify ? verify(fr, k) : 0;
+  const std::uint64_t bad = opt_.verify ? verify(d, k) : 0;
   if (direct) {
-    Buf out[kBatch];
-    for (std::uint32_t i = 0; i < k; ++i) out[i] = fr[i].buf;
-    p.cq.push(out, k);  // room was checked above
+    complete_n(p, k);
   } else {
     const std::uint64_t due = now + opt_.tx_delay_ns;
-    for (std::uint32_t i = 0; i < k; ++i) p.pend[(p.pend_head + p.pend_n++) & p.pend_mask] = {fr[i].buf, due};
+    for (std::uint32_t i = 0; i < k; ++i) p.pend[(p.pend_head + p.pend_n++) & p.pend_mask] = due;
   }
   p.wire_received.add(k);
   if (bad) p.wire_corrupt.add(bad);
@@ -430,22 +452,23 @@ std::uint32_t SimHw::transmit(Port& p, std::uint64_t now) {
 }
 
 std::uint32_t SimHw::complete(Port& p, std::uint64_t now) {
-  std::uint32_t n = std::min<std::uint32_t>({p.pend_n, kBatch, p.cq.free_slots()});
-  Buf out[kBatch];
+  // Due times only grow (one delay for all), so the first not due ends it.
   std::uint32_t k = 0;
-  while (k < n && p.pend[p.pend_head].due <= now) {
-    out[k++] = p.pend[p.pend_head].buf;
+  while (k < p.pend_n && p.pend[p.pend_head] <= now) {
     p.pend_head = (p.pend_head + 1) & p.pend_mask;
+    ++k;
   }
+  if (!k) return 0;
   p.pend_n -= k;
-  p.cq.push(out, k);
+  complete_n(p, k);
   return k;
 }
 
 class SimDevice final : public Device {
  public:
   SimDevice(std::shared_ptr<SimHw> hw, std::uint32_t idx)
-      : hw_(std::move(hw)), p_(hw_->port(idx)), name_("sim" + std::to_string(idx)) {}
+      : hw_(std::move(hw)), p_(hw_->port(idx)), name_("sim" + std::to_string(idx)),
+        rx_bufs_(hw_->options().ring_size), tx_bufs_(hw_->options().ring_size) {}
   ~SimDevice() override { stop_port(); }
 
   const std::string& name() const noexcept override { return name_; }
@@ -453,29 +476,74 @@ class SimDevice final : public Device {
   std::uint32_t rx_ring_size() const noexcept override { return hw_->options().ring_size; }
   std::uint32_t rx_headroom() const noexcept override { return kHeadroom; }
 
-  std::uint32_t fill_room() noexcept override { return reclaiming_ ? 0 : p_.post.free_slots(); }
+  // Every posted buffer has its entry in rx_bufs_ until rx() or reclaim()
+  // takes it, and post's entries are a suffix of them: room in rx_bufs_ is
+  // room in post.
+  std::uint32_t fill_room() noexcept override { return reclaiming_ ? 0 : rx_bufs_.free_slots(); }
   std::uint32_t fill(const Buf* bufs, std::uint32_t n) noexcept override {
-    return reclaiming_ ? 0 : p_.post.push(bufs, n);
+    if (reclaiming_) return 0;
+    n = rx_bufs_.push(bufs, n);
+    for (std::uint32_t i = 0; i < n;) {
+      std::byte* b[kBatch];
+      const std::uint32_t m = std::min(n - i, kBatch);
+      for (std::uint32_t j = 0; j < m; ++j) b[j] = bufs[i + j].base;
+      [[maybe_unused]] const std::uint32_t q = p_.post.push(b, m);
+      assert(q == m);  // room: see fill_room()
+      i += m;
+    }
+    return n;
   }
   std::uint32_t rx(Frame* out, std::uint32_t budget) noexcept override {
     if (reclaiming_) return 0;
-    const std::uint32_t n = p_.rxd.pop(out, budget);
+    std::uint32_t n = 0;
+    while (n < budget) {
+      std::uint16_t len[kBatch];
+      Buf b[kBatch];
+      const std::uint32_t m = p_.rxd.pop(len, std::min(budget - n, kBatch));
+      if (!m) break;
+      [[maybe_unused]] const std::uint32_t got = rx_bufs_.pop(b, m);
+      assert(got == m);  // the oldest posted are the ones written
+      for (std::uint32_t j = 0; j < m; ++j) out[n + j] = {b[j], kHeadroom, len[j]};
+      n += m;
+    }
     if (n) p_.rx_frames.add(n);
     return n;
   }
   std::uint32_t complete(Buf* out, std::uint32_t budget) noexcept override {
     if (reclaiming_) return 0;
-    const std::uint32_t n = p_.cq.pop(out, budget);
+    // Acquire: pairs with the hardware's release in complete_n().
+    const std::uint64_t c = p_.completed.load(std::memory_order_acquire);
+    const std::uint32_t n = tx_bufs_.pop(out, std::uint32_t(std::min<std::uint64_t>(budget, c - collected_)));
     if (n) {
+      collected_ += n;
       p_.tx_completed.add(n);
       done_.fetch_add(n, std::memory_order_release);  // pairs with tx_outstanding()
     }
     return n;
   }
 
+  // A frame's Buf goes to tx_bufs_ before its descriptor goes to the
+  // hardware, so complete() finds it there. Every descriptor in txq or pend
+  // has its Buf in tx_bufs_: room in tx_bufs_ is room in txq, and pend
+  // (ring_size entries) cannot overflow.
   std::uint32_t tx(const Frame* frames, std::uint32_t n) noexcept override {
     p_.tx_lock.lock();
-    const std::uint32_t k = p_.tx_closed ? 0 : p_.txq.push(frames, n);
+    std::uint32_t k = 0;
+    while (!p_.tx_closed && k < n) {
+      Buf b[kBatch];
+      TxDesc d[kBatch];
+      const std::uint32_t m = std::min({n - k, kBatch, tx_bufs_.free_slots()});
+      if (!m) break;
+      for (std::uint32_t j = 0; j < m; ++j) {
+        const Frame& f = frames[k + j];
+        b[j] = f.buf;
+        d[j] = {f.buf.base, f.off, f.len};
+      }
+      tx_bufs_.push(b, m);
+      [[maybe_unused]] const std::uint32_t q = p_.txq.push(d, m);
+      assert(q == m);
+      k += m;
+    }
     p_.tx_frames.add(k);
     if (k < n) p_.tx_ring_full.add(n - k);
     accepted_.fetch_add(k, std::memory_order_release);
@@ -508,30 +576,12 @@ class SimDevice final : public Device {
       stop_port();
       reclaiming_ = true;
     }
-    // The hardware has left the port: every queue is ours, both ends.
-    std::uint32_t k = p_.post.pop(out, n);
-    Frame fr[kBatch];
-    while (k < n) {
-      const std::uint32_t m = p_.rxd.pop(fr, std::min(n - k, kBatch));
-      if (!m) break;
-      for (std::uint32_t i = 0; i < m; ++i) out[k++] = fr[i].buf;
-    }
-    std::uint32_t tx = 0;
-    while (k < n) {
-      const std::uint32_t m = p_.txq.pop(fr, std::min(n - k, kBatch));
-      if (!m) break;
-      for (std::uint32_t i = 0; i < m; ++i) out[k++] = fr[i].buf;
-      tx += m;
-    }
-    while (k < n && p_.pend_n) {
-      out[k++] = p_.pend[p_.pend_head].buf;
-      p_.pend_head = (p_.pend_head + 1) & p_.pend_mask;
-      --p_.pend_n;
-      ++tx;
-    }
-    const std::uint32_t c = p_.cq.pop(out + k, n - k);
-    k += c;
-    tx += c;
+    // The hardware has left the port and what it held is ours: every RX
+    // buffer posted and not taken by rx(), and every TX buffer not taken by
+    // complete() (in txq, pending, or completed), are in the two Buf rings.
+    std::uint32_t k = rx_bufs_.pop(out, n);
+    const std::uint32_t tx = tx_bufs_.pop(out + k, n - k);
+    k += tx;
     if (tx) {
       p_.reclaimed_tx.add(tx);
       done_.fetch_add(tx, std::memory_order_release);
@@ -569,6 +619,13 @@ class SimDevice final : public Device {
   Port& p_;
   std::string name_;
   bool reclaiming_ = false;  // polling thread
+  // Driver side of the descriptor rings (see the top of this file).
+  // rx_bufs_: posted RX buffers in posting order; polling thread only.
+  // tx_bufs_: TX buffers in transmission order; tx_lock holders push, the
+  // polling thread pops. collected_: completions taken (polling thread).
+  SpscRing<Buf> rx_bufs_;
+  SpscRing<Buf> tx_bufs_;
+  std::uint64_t collected_ = 0;
   // TX accepted (tx_lock holders) and returned (complete/reclaim).
   std::atomic<std::uint64_t> accepted_{0}, done_{0};
 };

@@ -175,10 +175,12 @@ TEST(SimWire, DuplicatesInsideOneBatchAreAllFound) {
 
 // The device writes every byte of every frame: the payload between the
 // 42-byte header and the 16-byte stamp is the sequence number's low byte,
-// for every length from the shortest (2 payload bytes) up.
+// for every length from the shortest (2 payload bytes) up, across the
+// lengths where the writer changes method (64, 80, 81). The header's
+// length fields and IPv4 checksum are right for each.
 TEST(SimWire, EveryPayloadByteIsWritten) {
   SimOptions o = one_port(512);
-  o.sizes = {60, 61, 64, 66, 69, 74, 75, 200};
+  o.sizes = {60, 61, 64, 65, 66, 69, 74, 75, 80, 81, 200};
   Port p(o);
   ASSERT_NO_FATAL_FAILURE(p.receive(512));
   std::vector<std::uint32_t> seen_len;
@@ -188,9 +190,90 @@ TEST(SimWire, EveryPayloadByteIsWritten) {
     const std::byte want = std::byte(s & 0xff);
     for (std::uint32_t i = 42; i < f.len - 16; ++i)
       ASSERT_EQ(f.buf.base[f.off + i], want) << "frame " << s << " of " << f.len << " bytes, byte " << i;
+    const auto* b = reinterpret_cast<const std::uint8_t*>(f.buf.base + f.off);
+    const auto be16 = [&](std::uint32_t at) { return std::uint32_t(b[at]) << 8 | b[at + 1]; };
+    ASSERT_EQ(be16(16), f.len - 14) << "IPv4 total length, frame " << s;
+    ASSERT_EQ(be16(18), s & 0xffff) << "IPv4 id, frame " << s;
+    ASSERT_EQ(be16(38), f.len - 34) << "UDP length, frame " << s;
+    std::uint32_t sum = 0;
+    for (std::uint32_t i = 14; i < 34; i += 2) sum += be16(i);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ASSERT_EQ(sum, 0xffffu) << "IPv4 header checksum, frame " << s;
   }
   for (std::uint32_t len : o.sizes)
     EXPECT_NE(std::find(seen_len.begin(), seen_len.end(), len), seen_len.end()) << "no frame of " << len;
+}
+
+// The device sees addresses and lengths; the driver side pairs its buffers
+// back up by position. Completions come back in transmission order, each
+// buffer once, and after a stop reclaim() hands back exactly what the
+// device still held: the posted buffers no frame was written into and the
+// TX buffers not completed (here held by a 1 s completion delay).
+TEST(SimWire, CompletionsInOrderAndReclaimHandsBackWhatTheDeviceHeld) {
+  std::vector<std::byte*> extra(8);
+  for (auto& b : extra) b = static_cast<std::byte*>(std::aligned_alloc(kBufBytes, kBufBytes));
+  {
+    Port p(one_port(16));  // 16 frames, then the wire is quiet
+    ASSERT_NO_FATAL_FAILURE(p.receive(16));
+    Device& dev = p.dev();
+    for (std::byte* b : extra) {
+      const Buf buf{b, nullptr};
+      ASSERT_EQ(dev.fill(&buf, 1), 1u);
+    }
+    // 10 frames in two calls, in an order unrelated to their sequence.
+    std::vector<Frame> tx;
+    std::vector<std::byte*> want;
+    for (std::uint64_t s : {9, 0, 8, 1, 7, 2, 6, 3, 5, 4}) {
+      tx.push_back(p.frame(s));
+      want.push_back(p.frame(s).buf.base);
+    }
+    ASSERT_EQ(dev.tx(tx.data(), 4), 4u);
+    ASSERT_EQ(dev.tx(tx.data() + 4, 6), 6u);
+    std::vector<std::byte*> done;
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (done.size() < want.size() && Clock::now() < deadline) {
+      Buf b[3];  // fewer than one batch per call
+      for (std::uint32_t i = 0, n = dev.complete(b, 3); i < n; ++i) done.push_back(b[i].base);
+    }
+    EXPECT_EQ(done, want) << "completions in transmission order, each buffer once";
+    EXPECT_EQ(dev.tx_outstanding(), 0u);
+    dev.quiesce();
+    expect_wire(dev.stats(), {.received = 10, .duplicate = 0, .corrupt = 0, .unchecked = 0});
+    Buf got[64];
+    std::uint32_t n = 0;
+    while (std::uint32_t k = dev.reclaim(got + n, 64 - n)) n += k;
+    EXPECT_EQ(n, extra.size()) << "reclaim: the posted buffers without a frame";
+  }
+  for (std::byte* b : extra) std::free(b);
+
+  SimOptions o = one_port(16);
+  o.tx_delay_ns = 1'000'000'000;
+  for (auto& b : extra) b = static_cast<std::byte*>(std::aligned_alloc(kBufBytes, kBufBytes));
+  {
+    Port p(o);
+    ASSERT_NO_FATAL_FAILURE(p.receive(16));
+    Device& dev = p.dev();
+    for (std::byte* b : extra) {
+      const Buf buf{b, nullptr};
+      ASSERT_EQ(dev.fill(&buf, 1), 1u);
+    }
+    std::vector<Frame> tx{p.frame(2), p.frame(11), p.frame(5)};
+    ASSERT_EQ(dev.tx(tx.data(), 3), 3u);
+    Buf got[64];
+    EXPECT_EQ(dev.complete(got, 64), 0u) << "completed before the 1 s delay";
+    dev.quiesce();
+    std::vector<std::byte*> back;
+    while (std::uint32_t n = dev.reclaim(got, 5))  // a few at a time
+      for (std::uint32_t i = 0; i < n; ++i) back.push_back(got[i].base);
+    std::vector<std::byte*> want(extra);
+    for (const Frame& f : tx) want.push_back(f.buf.base);
+    std::sort(back.begin(), back.end());
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(back, want) << "reclaim: the 8 posted buffers without a frame and the 3 pending TX";
+    EXPECT_EQ(dev.tx_outstanding(), 0u);
+    EXPECT_EQ(dev.stats().reclaimed, 11u);
+  }
+  for (std::byte* b : extra) std::free(b);
 }
 
 TEST(SimWire, VerifyWindowMustBeAPowerOfTwoInRange) {
