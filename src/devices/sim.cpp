@@ -186,8 +186,7 @@ struct Port {
   alignas(64) std::atomic<std::uint64_t> completed{0};
 
   // ---- hardware thread only (the polling thread after `stopped`) ----
-  alignas(64) std::uint64_t hw_completed = 0;  // its copy of `completed`
-  std::vector<std::uint64_t> pend;  // FIFO of due times (now_ns()), pend.size() a power of two
+  alignas(64) std::vector<std::uint64_t> pend;  // FIFO of due times (now_ns()), pend.size() a power of two
   std::uint32_t pend_head = 0, pend_n = 0;
   const std::uint32_t pend_mask = std::uint32_t(pend.size()) - 1;
   std::vector<FlowHeader> headers;  // one per flow
@@ -429,8 +428,8 @@ std::uint32_t SimHw::verify(const TxDesc* fr, std::uint32_t k) {
 // of their frames (verify) happen before the driver reuses the buffers;
 // pairs with the acquire-load in SimDevice::complete().
 void complete_n(Port& p, std::uint32_t k) noexcept {
-  p.hw_completed += k;
-  p.completed.store(p.hw_completed, std::memory_order_release);
+  // Relaxed load: this thread is the only writer.
+  p.completed.store(p.completed.load(std::memory_order_relaxed) + k, std::memory_order_release);
 }
 
 std::uint32_t SimHw::transmit(Port& p, std::uint64_t now) {
@@ -515,9 +514,10 @@ class SimDevice final : public Device {
     if (reclaiming_) return 0;
     // Acquire: pairs with the hardware's release in complete_n().
     const std::uint64_t c = p_.completed.load(std::memory_order_acquire);
-    const std::uint32_t n = tx_bufs_.pop(out, std::uint32_t(std::min<std::uint64_t>(budget, c - collected_)));
+    // tx_completed: the completions taken so far (this thread writes it).
+    const std::uint64_t ready = c - p_.tx_completed.get();
+    const std::uint32_t n = tx_bufs_.pop(out, std::uint32_t(std::min<std::uint64_t>(budget, ready)));
     if (n) {
-      collected_ += n;
       p_.tx_completed.add(n);
       done_.fetch_add(n, std::memory_order_release);  // pairs with tx_outstanding()
     }
@@ -624,10 +624,9 @@ class SimDevice final : public Device {
   // Driver side of the descriptor rings (see the top of this file).
   // rx_bufs_: posted RX buffers in posting order; polling thread only.
   // tx_bufs_: TX buffers in transmission order; tx_lock holders push, the
-  // polling thread pops. collected_: completions taken (polling thread).
+  // polling thread pops.
   SpscRing<Buf> rx_bufs_;
   SpscRing<Buf> tx_bufs_;
-  std::uint64_t collected_ = 0;
   // TX accepted (tx_lock holders) and returned (complete/reclaim).
   std::atomic<std::uint64_t> accepted_{0}, done_{0};
 };
