@@ -22,6 +22,7 @@ CORE=(
   nlohmann-json3-dev              # pagepool-fwd --json
   clang libclang-rt-14-dev        # libFuzzer target (fuzz/run.sh) and BPF objects
   iproute2 jq                     # network-namespace tests and scripts/netns-demo.sh
+  procps                          # sysctl: scripts/netns-demo.sh turns IPv6 off in its namespaces
 )
 BENCH=(
   libjemalloc-dev                 # peer: jemalloc (dlopen'ed at run time)

@@ -28,7 +28,8 @@
 # Prints generated / received by the forwarder / forwarded / received at the
 # sink and the forwarded rate (forwarded frames / the generator's sending
 # time). --json prints one object instead (fields at the end of this file).
-# Needs root, veth, AF_XDP and BPF: exits 77 with the reason where missing.
+# Needs root, network namespaces, veth, AF_XDP and BPF: exits 77 with the
+# reason where one is missing or refused.
 # Needs jq (JSON of the tools).
 set -euo pipefail
 
@@ -155,7 +156,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 for ns in "$NS_GEN" "$NS_FWD" "$NS_SINK"; do
-  ip netns add "$ns" || die "cannot create network namespace $ns"
+  # Refused where the caller may not make namespaces (no CAP_SYS_ADMIN, a
+  # container without /run/netns, a kernel without them): a skip, like a
+  # missing veth driver below.
+  ip netns add "$ns" 2>"$WORK/netns.err" ||
+    skip "cannot create network namespace $ns: $(head -n 1 "$WORK/netns.err")"
   # No IPv6 autoconfiguration or neighbour discovery on the new links.
   ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
     >/dev/null 2>&1 || true

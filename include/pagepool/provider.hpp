@@ -61,6 +61,12 @@ class Provider {
   // Where new memory should come from from now on (Pool::update_nid); -1:
   // anywhere. Pages already handed out keep their node.
   virtual void set_nid(int /*nid*/) noexcept {}
+
+  // For a provider's constructor, before anything computes kPageSize <<
+  // order (undefined for large orders): returns order, or throws
+  // std::invalid_argument "<who>: order N out of range [0, kMaxOrder]", the
+  // range Pool::create accepts.
+  static unsigned checked_order(const char* who, unsigned order);
 };
 
 // Base for providers that carve pages out of large, 2 MiB-aligned chunks:
@@ -74,6 +80,8 @@ class Provider {
 // pop's load and its CAS cannot make the CAS succeed (ABA).
 class ChunkProvider : public Provider {
  public:
+  // Throws std::invalid_argument for an order above kMaxOrder (subclasses
+  // check it first, with checked_order, to name themselves).
   ChunkProvider(unsigned order, std::size_t chunk_bytes);
   ~ChunkProvider() override;
   ChunkProvider(const ChunkProvider&) = delete;
@@ -139,7 +147,8 @@ class AnonProvider final : public ChunkProvider {
   // transparent huge pages on the chunks (madvise MADV_HUGEPAGE). On by
   // default: the kernel's page_pool pages sit in the huge-page-mapped
   // linear map, and a pool with many pages in flight needs the same TLB
-  // reach in userspace (chunks are 2 MiB aligned for it).
+  // reach in userspace (chunks are 2 MiB aligned for it). Throws
+  // std::invalid_argument for an order above kMaxOrder.
   explicit AnonProvider(unsigned order, int nid = -1, bool thp = true);
   ~AnonProvider() override;
   const char* name() const noexcept override { return "anon"; }

@@ -5,6 +5,8 @@
 //    release-stores tail; a stealer acquire-loads tail before reading entries.
 //  - Handover: the returner claims [head, tail) by CAS, links the pages and
 //    pushes the chain onto the ring with a release CAS (see Pool::ring_push).
+//    A returner with no slot (none free and no memory for one) pushes its
+//    page alone through the same CAS (push_or_release, as put_pages_bulk).
 //  - Teardown (Dekker): a returner release-stores tail, then loads closed_;
 //    destroy() stores closed_, runs returners_barrier() (membarrier: every
 //    running thread executes a full barrier), then steals every slot. Either
@@ -123,6 +125,15 @@ void Pool::put_remote(Page* p) {
 void Pool::put_remote_slow(Page* p) {
   ThreadReturns& t = detail::t_returns;
   ReturnSlot* s = t.n != 0 && t.e[t.last].pool == this ? t.e[t.last].slot : claim_slot();
+  if (PP_UNLIKELY(!s)) {
+    // No slot and no memory for one. The put has happened (the page's ref
+    // is 0 and the caller let go of it), so failing now would lose the
+    // page: hand it over alone, as put_pages_bulk hands over a chain. The
+    // ring's release CAS publishes it like a batch's handover; a full ring
+    // releases it (ring_full), a closed one too (released_refcnt).
+    push_or_release(p, p, 1);
+    return;
+  }
   if (s->tail.load(std::memory_order_relaxed) - s->head_seen == detail::kSlotCap) handover(s);
   put_remote(p);  // claim_slot made this pool t.last; handover left head_seen == tail
 }
@@ -143,7 +154,9 @@ void Pool::put_remote_tail() {
 }
 
 // Finds or claims this thread's slot for the pool, evicting one if the
-// table is full.
+// table is full. nullptr if a new slot was needed and could not be
+// allocated: the table then has no entry for this pool and no reference
+// was taken.
 ReturnSlot* Pool::claim_slot() {
   ThreadReturns& t = detail::t_returns;
   for (std::uint32_t i = 0; i < t.n; ++i)
@@ -168,7 +181,11 @@ ReturnSlot* Pool::claim_slot() {
     }
   }
   if (!s) {
-    s = new ReturnSlot;  // bad_alloc propagates: the put did not happen
+    // Not a throwing new: the caller's put has already happened (ref 0),
+    // so an exception would lose the page. put_remote_slow hands it over
+    // without a slot instead.
+    s = new (std::nothrow) ReturnSlot;
+    if (PP_UNLIKELY(!s)) return nullptr;
     s->claimed.store(true, std::memory_order_relaxed);
     ReturnSlot* head = slots_.load(std::memory_order_relaxed);
     do {

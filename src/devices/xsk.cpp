@@ -329,6 +329,7 @@ class XskDevice final : public Device {
   std::shared_ptr<Provider> provider() const override { return umem_; }
   bool heap_ok() const noexcept override { return false; }
   std::uint32_t rx_ring_size() const noexcept override { return ring_; }
+  std::uint32_t rx_queue() const noexcept override { return queue_; }
   std::uint32_t rx_headroom() const noexcept override { return headroom_; }
 
   // ---- polling thread ----------------------------------------------------------
@@ -481,6 +482,7 @@ class XskDevice final : public Device {
     s.tx_frames = tx_frames_.get();
     s.tx_completed = tx_completed_.get();
     s.tx_ring_full = tx_ring_full_.get();
+    s.reclaimed = reclaimed_.get();
     const xdp_statistics k = kernel_stats();
     s.rx_no_buf = k.rx_dropped + k.rx_ring_full;
     return s;
@@ -522,6 +524,7 @@ class XskDevice final : public Device {
       std::byte* b = base_ + std::size_t{reclaim_next_} * kFrame;
       out[k++] = Buf{b, virt_to_page(b)};
     }
+    reclaimed_.add(k);
     return k;
   }
 
@@ -633,7 +636,7 @@ class XskDevice final : public Device {
   xsk_ring_prod own_fq_{};  // not the first socket: its own fill/completion rings
   xsk_ring_cons own_cq_{};
   std::uint64_t bad_now_ = 0;  // bad addresses in the current rx()/complete() call
-  Counter rx_frames_, tx_completed_;
+  Counter rx_frames_, tx_completed_, reclaimed_;
   std::atomic<std::uint64_t> bad_addr_{0};
   Counter bad_buf_;
   std::uint32_t reclaim_next_ = 0;

@@ -304,9 +304,10 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
     const auto ndev = static_cast<std::uint32_t>(devs_.size());
     XdpMd ctx[kBudget];
     Verdict v[kBudget];
+    const std::uint32_t q = dev.rx_queue();
     for (std::uint32_t i = 0; i < n; ++i) {
       std::byte* base = fr[i].buf.base;
-      ctx[i] = {base + fr[i].off, base + fr[i].off + fr[i].len, base, kBufBytes, d, 0, ndev};
+      ctx[i] = {base + fr[i].off, base + fr[i].off + fr[i].len, base, kBufBytes, d, q, ndev};
     }
     prog_->run(ctx, v, n);
 

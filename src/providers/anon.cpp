@@ -1,6 +1,6 @@
 // AnonProvider: private anonymous memory in 2 MiB-aligned chunks, bound to
-// a NUMA node on request (libnuma), optionally backed by transparent huge
-// pages.
+// a NUMA node on request (libnuma), asked for transparent huge pages
+// (MADV_HUGEPAGE) unless constructed with thp = false.
 #include <numa.h>
 #include <sys/mman.h>
 
@@ -20,7 +20,7 @@ constexpr std::size_t kMinChunk = 4u << 20;
 }  // namespace
 
 AnonProvider::AnonProvider(unsigned order, int nid, bool thp)
-    : ChunkProvider(order, kMinChunk), thp_(thp) {
+    : ChunkProvider(checked_order("AnonProvider", order), kMinChunk), thp_(thp) {
   set_nid(nid);
 }
 

@@ -3,6 +3,8 @@
 // layout).
 #include <algorithm>
 #include <cerrno>
+#include <stdexcept>
+#include <string>
 
 #include "mem/arena.hpp"
 #include "pagepool/provider.hpp"
@@ -16,9 +18,17 @@ namespace {
 constexpr std::uint64_t kLow = 0xffffffffu;
 }
 
+unsigned Provider::checked_order(const char* who, unsigned order) {
+  if (order > kMaxOrder)
+    throw std::invalid_argument(std::string(who) + ": order " + std::to_string(order) +
+                                " out of range [0, " + std::to_string(kMaxOrder) + "]");
+  return order;
+}
+
+// order_ is declared (so initialised) before chunk_bytes_: checked first.
 ChunkProvider::ChunkProvider(unsigned order, std::size_t chunk_bytes)
-    : order_(order),
-      chunk_bytes_((std::max(chunk_bytes, kPageSize << order) + detail::kGranule - 1) /
+    : order_(checked_order("ChunkProvider", order)),
+      chunk_bytes_((std::max(chunk_bytes, kPageSize << order_) + detail::kGranule - 1) /
                    detail::kGranule * detail::kGranule) {}
 
 ChunkProvider::~ChunkProvider() = default;

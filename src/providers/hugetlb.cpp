@@ -31,7 +31,7 @@ long HugetlbProvider::free_huge_pages() noexcept {
 }
 
 HugetlbProvider::HugetlbProvider(unsigned order, int nid)
-    : ChunkProvider(order, kHugePage) {
+    : ChunkProvider(checked_order("HugetlbProvider", order), kHugePage) {
   set_nid(nid);
   // Probe: a private hugetlb mapping reserves its huge page at mmap time,
   // so this fails now, with a useful message, rather than at the first

@@ -28,7 +28,8 @@ std::size_t chunk_of(unsigned order, std::size_t capacity) {
 }  // namespace
 
 MemfdProvider::MemfdProvider(unsigned order, std::size_t capacity, int nid)
-    : ChunkProvider(order, chunk_of(order, capacity)), capacity_(capacity) {
+    : ChunkProvider(order, chunk_of(checked_order("MemfdProvider", order), capacity)),
+      capacity_(capacity) {
   if (capacity == 0 || capacity % unit_of(order) != 0)
     throw std::invalid_argument("MemfdProvider: capacity " + std::to_string(capacity) +
                                 " must be a non-zero multiple of " +
@@ -48,6 +49,7 @@ MemfdProvider::MemfdProvider(unsigned order, std::size_t capacity, int nid)
 }
 
 MemfdProvider::~MemfdProvider() {
+  closing_ = true;  // the file keeps its size (see unreserve_chunk)
   release_all_chunks();
   munmap(base_, capacity_);
   close(fd_);
@@ -58,25 +60,42 @@ std::error_code MemfdProvider::map(Page* p, std::uint64_t* dma) noexcept {
   return {};
 }
 
-// Called under the chunk lock: size_ needs no other protection.
+// Called under the chunk lock: the only writer of size_, so a relaxed load
+// sees its own last store.
 void* MemfdProvider::reserve_chunk(std::size_t bytes, int* nid) noexcept {
-  if (size_ + bytes > capacity_) {
+  const std::size_t size = size_.load(std::memory_order_relaxed);
+  if (bytes > capacity_ - size) {
     errno = ENOMEM;
     return nullptr;
   }
-  const auto off = static_cast<off_t>(size_);
+  const auto off = static_cast<off_t>(size);
   if (ftruncate(fd_, off + static_cast<off_t>(bytes)) != 0) return nullptr;
-  void* mem = mmap(base_ + size_, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd_, off);
+  void* mem = mmap(base_ + size, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd_, off);
   if (mem == MAP_FAILED) return nullptr;
   if (*nid >= 0 && !detail::bind_to_node(mem, bytes, *nid)) *nid = -1;
-  size_ += bytes;
+  // release: the file's growth and the mapping before a size() reader's
+  // acquire load that sees the new size.
+  size_.store(size + bytes, std::memory_order_release);
   return mem;
 }
 
-// The file keeps its size (another process may still map it); the range
-// goes back to an inaccessible reservation.
+// Under the chunk lock. The range goes back to an inaccessible reservation.
+// Outside the destructor, a chunk is given back only right after it was
+// reserved (ChunkProvider::grow failing on metadata or registration), so it
+// is the last one: size_ and the file shrink back, and the next
+// reserve_chunk hands out the same range; the capacity is not lost. No page
+// of it was handed out, so no one (in this process or another) uses it.
+// In the destructor the file keeps its size: another process may still map
+// it and read what the pages held.
 void MemfdProvider::unreserve_chunk(void* base, std::size_t bytes) noexcept {
   mmap(base, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  const std::size_t size = size_.load(std::memory_order_relaxed);
+  if (closing_ || static_cast<std::byte*>(base) + bytes != base_ + size) return;
+  // Relaxed: shrinking publishes nothing; a size() reader may see either.
+  size_.store(size - bytes, std::memory_order_relaxed);
+  // Best effort: if it fails, the file stays longer than size_ until the
+  // next reserve_chunk's ftruncate sets it again.
+  [[maybe_unused]] const int r = ftruncate(fd_, static_cast<off_t>(size - bytes));
 }
 
 }  // namespace pagepool

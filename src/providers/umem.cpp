@@ -35,9 +35,8 @@ bool pow2(std::uint64_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
 }
 
 // Runs before ChunkProvider's constructor computes page sizes from order.
-unsigned checked_order(unsigned order, const UmemProvider::Options& o) {
-  if (order > kMaxOrder)
-    bad("order " + std::to_string(order) + " out of range [0, " + std::to_string(kMaxOrder) + "]");
+unsigned checked_umem_order(unsigned order, const UmemProvider::Options& o) {
+  Provider::checked_order("UmemProvider", order);
   const std::size_t page = kPageSize << order;
   if (!o.unaligned && page > system_page_size())
     bad("order " + std::to_string(order) + " (" + std::to_string(page) +
@@ -98,7 +97,7 @@ UmemProvider::UmemProvider(unsigned order, std::size_t region_bytes, int nid)
     : UmemProvider(order, region_bytes, nid, Options{}) {}
 
 UmemProvider::UmemProvider(unsigned order, std::size_t region_bytes, int nid, const Options& o)
-    : ChunkProvider(checked_order(order, o), detail::kGranule),
+    : ChunkProvider(checked_umem_order(order, o), detail::kGranule),
       size_(region_bytes),
       headroom_(o.frame_headroom),
       unaligned_(o.unaligned) {

@@ -37,7 +37,9 @@ int update_slot(io_uring* ring, std::uint32_t slot, void* base, std::size_t len)
 }  // namespace
 
 UringProvider::UringProvider(unsigned order, io_uring* ring, unsigned table_slots, int nid)
-    : ChunkProvider(order, kMinChunk), ring_(ring), slots_(table_slots) {
+    : ChunkProvider(checked_order("UringProvider", order), kMinChunk),
+      ring_(ring),
+      slots_(table_slots) {
   if (!ring) throw std::invalid_argument("UringProvider: ring is null");
   if (table_slots == 0 || table_slots > kMaxSlots)
     throw std::invalid_argument("UringProvider: table_slots " + std::to_string(table_slots) +

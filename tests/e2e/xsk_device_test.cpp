@@ -227,6 +227,7 @@ std::string one_frame_through_veth(XskBind bind) {
   if (tx.heap_ok()) return "heap_ok() on an AF_XDP device";
   if (tx.rx_headroom() != 256) return "rx_headroom " + std::to_string(tx.rx_headroom()) + ", want 256";
   if (tx.rx_ring_size() != 256) return "rx_ring_size " + std::to_string(tx.rx_ring_size());
+  if (tx.rx_queue() != 0 || rx.rx_queue() != 0) return "rx_queue not 0 on queue 0";
   XskInfo i0, i1;
   if (!xsk_info(tx, &i0) || !xsk_info(rx, &i1)) return "xsk_info failed";
   if (!i0.owns_umem_socket || i1.owns_umem_socket) return "UMEM socket owner is not the first device";
@@ -313,6 +314,9 @@ std::string one_frame_through_veth(XskBind bind) {
   }
   if (back.size() != 63u - static_cast<unsigned>(others))
     return "reclaim returned " + std::to_string(back.size()) + " pages, want " + std::to_string(63 - others);
+  if (rx.stats().reclaimed + tx.stats().reclaimed != back.size())
+    return "reclaimed counters " + std::to_string(rx.stats().reclaimed) + " + " +
+           std::to_string(tx.stats().reclaimed) + ", want " + std::to_string(back.size());
   // The socket is gone: polling calls find nothing, tx() refuses.
   Frame fx[4];
   Buf bx[4];

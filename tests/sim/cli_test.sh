@@ -33,6 +33,12 @@ expect_error 2 "shape the sim's traffic" --dev xsk:lo --rate 1
 expect_error 2 "needs sim devices" --dev xsk:lo --baseline malloc
 expect_error 2 "--baseline" --baseline jemalloc
 expect_error 1 "no interface 'pp-no-such-if'" --dev xsk:pp-no-such-if
+expect_error 2 "queue '99999'|99999" --dev xsk:lo:99999
+expect_error 2 "given twice" --dev xsk:lo --dev xsk:lo
+expect_error 2 "devices 65 outside 1..64" $(printf -- '--dev sim %.0s' {1..65})
+expect_error 2 "apply to sim devices only" --dev xsk:lo --ring 512
+expect_error 2 "apply to sim devices only" --dev xsk:lo --no-pin
+expect_error 2 "shape the sim's traffic" --dev xsk:lo --seed 3
 expect_error 2 "apply to xsk devices only" --xsk-ring 512
 expect_error 2 "--xsk-ring 100: a power of two" --dev xsk:lo --xsk-ring 100
 expect_error 2 "--xsk-bind" --dev xsk:lo --xsk-bind fast

@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <vector>
 
 namespace ppb {
 
@@ -52,23 +54,53 @@ void Backoff::wait() {
   }
 }
 
+namespace {
+// The CPUs this process may run on (sched_getaffinity at first use, before
+// any benchmark thread is pinned), in ascending order. A container or
+// `taskset` may allow fewer CPUs than are online, or not CPU 0.
+const std::vector<int>& allowed_cpus() {
+  static const std::vector<int> cpus = [] {
+    std::vector<int> v;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+      for (int i = 0; i < CPU_SETSIZE; ++i)
+        if (CPU_ISSET(i, &set)) v.push_back(i);
+    if (v.empty()) {  // no mask (cannot happen on Linux): assume the online CPUs
+      const long c = sysconf(_SC_NPROCESSORS_ONLN);
+      for (long i = 0; i < (c > 0 ? c : 1); ++i) v.push_back(static_cast<int>(i));
+    }
+    return v;
+  }();
+  return cpus;
+}
+
+// Refused pin_to calls and the last refusal's error. Relaxed: read once, by
+// the report, after every benchmark thread has been joined.
+std::atomic<unsigned> g_pin_failures{0};
+std::atomic<int> g_pin_errno{0};
+}  // namespace
+
 void pin_to(int cpu) {
+  const std::vector<int>& cpus = allowed_cpus();
   cpu_set_t set;
   CPU_ZERO(&set);
   if (cpu < 0) {
-    for (unsigned i = 0; i < cpu_count(); ++i) CPU_SET(i, &set);
+    for (int c : cpus) CPU_SET(static_cast<unsigned>(c), &set);
   } else {
-    CPU_SET(static_cast<unsigned>(cpu), &set);
+    CPU_SET(static_cast<unsigned>(cpus[static_cast<unsigned>(cpu) % cpus.size()]), &set);
   }
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  if (const int e = pthread_setaffinity_np(pthread_self(), sizeof set, &set); e != 0) {
+    g_pin_errno.store(e, std::memory_order_relaxed);
+    g_pin_failures.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
-unsigned cpu_count() {
-  static const unsigned n = [] {
-    const long c = sysconf(_SC_NPROCESSORS_ONLN);
-    return c > 0 ? static_cast<unsigned>(c) : 1u;
-  }();
-  return n;
+unsigned cpu_count() { return static_cast<unsigned>(allowed_cpus().size()); }
+
+unsigned pin_failures(int* last_errno) {
+  if (last_errno) *last_errno = g_pin_errno.load(std::memory_order_relaxed);
+  return g_pin_failures.load(std::memory_order_relaxed);
 }
 
 void tag_mismatch(const void* d, std::uint64_t got, std::uint64_t want) {

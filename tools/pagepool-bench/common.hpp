@@ -35,9 +35,16 @@ struct Backoff {
   void reset() { n = 0; }
 };
 
-// Pins the calling thread to one CPU; cpu < 0 leaves it on all CPUs.
+// CPUs are counted and numbered within the process's allowed set
+// (sched_getaffinity, read once at the first call of either function), not
+// the machine's online CPUs: cpu_count() is the size of that set, and
+// pin_to(i) pins the calling thread to its i-th CPU (modulo the count;
+// cpu < 0: the whole set). If the kernel refuses, the thread stays where it
+// was (it floats) and pin_failures() counts it, for the report.
 void pin_to(int cpu);
 unsigned cpu_count();
+// Refused pin_to calls so far; *last_errno (if given): the last refusal's code.
+unsigned pin_failures(int* last_errno = nullptr);
 
 // ---- buffer tag --------------------------------------------------------------
 // Every buffer is written when got and checked before it is returned, so no

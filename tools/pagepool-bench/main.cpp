@@ -122,6 +122,9 @@ int main(int argc, char** argv) {
       cases.push_back({Scen::S6, n});
 
   std::fprintf(stderr, "pagepool-bench: TSC %.3f GHz\n", calibrate_tsc());
+  // Reads the allowed CPU set now, before the DPDK EAL briefly pins this
+  // thread or any benchmark thread is pinned (common.hpp).
+  cpu_count();
   Results r;
   r.cases = cases;
   // Only "mapping" selected: no allocator is loaded (no DPDK EAL, no dlopen).

@@ -4,10 +4,12 @@
 #include "mapping.hpp"
 
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -192,6 +194,14 @@ Machine describe_machine() {
   Machine m;
   m.cpu = read_first("/proc/cpuinfo", "model name");
   m.cores = cpu_count();
+  const long online = sysconf(_SC_NPROCESSORS_ONLN);
+  m.online = online > 0 ? static_cast<unsigned>(online) : m.cores;
+  int pin_err = 0;
+  if (const unsigned n = pin_failures(&pin_err))
+    m.unpinned = "threads were not pinned: pthread_setaffinity_np refused " + std::to_string(n) +
+                 " request" + (n == 1 ? "" : "s") + " (last: " + std::strerror(pin_err) + ", errno " +
+                 std::to_string(pin_err) + "); those S3/S5 threads ran wherever the scheduler put them, "
+                 "as in an oversubscribed case";
   utsname u{};
   if (uname(&u) == 0) m.kernel = std::string(u.sysname) + " " + u.release + " " + u.machine;
   m.tsc_ghz = tsc_ghz();
@@ -289,7 +299,9 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
                      const std::string& chart_note) {
   std::ostringstream o;
   o << "# pagepool-bench\n\n";
-  o << "- machine: " << m.cpu << ", " << m.cores << " CPUs, " << num(m.mem_gib) << " GiB, " << m.kernel
+  o << "- machine: " << m.cpu << ", " << m.cores << (m.cores == 1 ? " CPU" : " CPUs")
+    << (m.online != m.cores ? " allowed (of " + std::to_string(m.online) + " online)" : "") << ", "
+    << num(m.mem_gib) << " GiB, " << m.kernel
     << ", THP " << m.thp << (m.damon.empty() ? "" : ", DAMON " + m.damon)
     << (m.balloon_reporting ? ", virtio-balloon free page reporting on" : "") << "\n";
   char g[32];
@@ -374,6 +386,7 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
       const Summary s = summarize(r.mapping_v[m]);
       if (s.st == Outcome::fail) notes.push_back(std::string("mapping, ") + mapping_name(m) + ": failed: " + s.note);
     }
+  if (!m.unpinned.empty()) notes.push_back(m.unpinned);
   if (!chart_note.empty()) notes.push_back(chart_note);
   if (!notes.empty()) {
     o << "\n## notes\n\n";

@@ -39,7 +39,9 @@ struct Machine {
   std::string cpu, kernel, date, commit, thp, compiler, load;
   std::string damon;  // DAMON monitors running and their actions ("" if none)
   bool balloon_reporting = false;  // the guest reports free memory to its host
-  unsigned cores = 0;
+  unsigned cores = 0;   // CPUs this process may run on (cpu_count())
+  unsigned online = 0;  // CPUs online on the machine
+  std::string unpinned;  // why benchmark threads were not pinned ("" if every pin held)
   double tsc_ghz = 0, mem_gib = 0;
 };
 Machine describe_machine();

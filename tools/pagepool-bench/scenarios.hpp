@@ -199,7 +199,7 @@ class StartGate {
 struct Handover {
   double wall_cycles;      // release to last return
   double owner_cycles;     // release to the owner's last handover
-  double return_cycles;    // summed over returners, check + put only
+  double return_cycles;    // summed over returners: the put loops only (tags checked untimed before)
   std::uint64_t returned;
   bool ok;
 };

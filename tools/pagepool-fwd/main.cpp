@@ -5,8 +5,12 @@
 //                                     three times interleaved; medians compared
 //   pagepool-fwd --dev xsk:veth0 --dev xsk:veth1 --prog redirect --duration 10
 //
-// A live line per second, a final summary (or --json), and a non-zero exit
-// when the run's packet accounting does not add up or pages are left out.
+// A live line per second and a final summary (or --json). Exit codes: 0;
+// 1, one line: a run that cannot start (a device that cannot open: no
+// such interface, missing privileges, a busy queue); 2, one line: a bad
+// option (also one that a device refuses when it opens, e.g. a queue
+// number past 65535 or one socket given twice); 3: the run's packet
+// accounting does not add up or pages are left out.
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
@@ -64,7 +68,7 @@ struct Config {
   bool rate_set = false, size_set = false, flows_set = false, delay_set = false;
 };
 
-// One line on stderr and exit 2: bad options and setup failures.
+// One line on stderr and exit `code` (2: a bad option; see the top).
 [[noreturn]] void fail(const std::string& msg, int code = 2) {
   std::fprintf(stderr, "pagepool-fwd: %s\n", msg.c_str());
   std::exit(code);
@@ -343,10 +347,10 @@ int main(int argc, char** argv) {
                      ->check(CLI::Range(0.0, 1000.0));
   auto* o_size = app.add_option("--size", c.size, "sim: frame bytes: N, N,N,... or imix")->capture_default_str();
   auto* o_flows = app.add_option("--flows", c.flows, "sim: flows per device")->check(CLI::Range(1, 65536));
-  app.add_option("--seed", c.seed, "sim: generator seed");
+  auto* o_seed = app.add_option("--seed", c.seed, "sim: generator seed");
   auto* o_delay = app.add_option("--tx-delay", c.tx_delay_ns, "sim: TX completion delay, ns")
                       ->check(CLI::Range(std::uint64_t{0}, std::uint64_t{1'000'000'000}));
-  app.add_option("--ring", c.ring, "sim: queue entries (power of two, 64..65536)")->capture_default_str();
+  auto* o_ring = app.add_option("--ring", c.ring, "sim: queue entries (power of two, 64..65536)")->capture_default_str();
   app.add_option("--threads", c.threads,
                  "polling threads (default: one per device; with sim devices at most CPUs - 1, as the sim's "
                  "hardware thread needs a CPU of its own)")
@@ -362,7 +366,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   app.add_flag("--json", c.json, "print a JSON summary on stdout (live lines go to stderr)");
   app.add_flag("--quiet", c.quiet, "no live lines");
-  app.add_flag("--no-verify", c.no_verify,
+  auto* o_noverify = app.add_flag("--no-verify", c.no_verify,
                "sim: the hardware does not check the stamps of transmitted frames (no duplicate/corruption "
                "proof; the wire side costs less)");
   auto* o_xring = app.add_option("--xsk-ring", c.xsk_ring, "xsk: entries of every AF_XDP ring (power of two)")
@@ -375,7 +379,7 @@ int main(int argc, char** argv) {
       app.add_option("--xsk-attach", c.xsk_attach, "xsk: XDP program mode: auto (native, else generic), native, generic")
           ->check(CLI::IsMember({"auto", "native", "generic"}))
           ->capture_default_str();
-  app.add_flag("--no-pin", c.no_pin,
+  auto* o_nopin = app.add_flag("--no-pin", c.no_pin,
                "sim: do not pin the hardware thread and the pollers to CPUs of their own (pinned by default "
                "when there are enough CPUs)");
   try {
@@ -403,9 +407,12 @@ int main(int argc, char** argv) {
     }
   }
   if (any_sim && any_xsk) fail("--dev: sim and xsk devices cannot be mixed in one run");
-  if (any_xsk && (c.rate_set || c.size_set || c.flows_set || c.delay_set))
-    fail("--rate, --size, --flows and --tx-delay shape the sim's traffic; with xsk devices the traffic comes "
-         "from the interfaces (see scripts/netns-demo.sh)");
+  if (any_xsk && (c.rate_set || c.size_set || c.flows_set || c.delay_set || o_seed->count()))
+    fail("--rate, --size, --flows, --tx-delay and --seed shape the sim's traffic; with xsk devices the traffic "
+         "comes from the interfaces (see scripts/netns-demo.sh)");
+  if (any_xsk && (o_ring->count() || o_noverify->count() || o_nopin->count()))
+    fail("--ring, --no-verify and --no-pin apply to sim devices only (xsk: --xsk-ring; xsk pollers are not "
+         "pinned)");
   if (any_sim && c.xsk_set) fail("--xsk-ring, --xsk-bind and --xsk-attach apply to xsk devices only");
   if (any_xsk && (c.xsk_ring & (c.xsk_ring - 1)))
     fail("--xsk-ring " + std::to_string(c.xsk_ring) + ": a power of two in 64..65536");
@@ -474,6 +481,8 @@ int main(int argc, char** argv) {
         all_ok &= base->errors.empty();
       }
     }
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());  // an option a device refused (see the top)
   } catch (const std::exception& e) {
     fail(e.what(), 1);  // a device that cannot open: the message says which and how to fix it
   }

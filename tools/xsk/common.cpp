@@ -24,6 +24,9 @@ namespace xt {
 int run_main(const char* tool, int (*run)(int, char**), int argc, char** argv) {
   try {
     return run(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "%s: %s (see --help)\n", tool, e.what());
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", tool, e.what());
     return 1;
@@ -206,7 +209,7 @@ XdpMode parse_xdp_mode(std::string_view s) {
   if (s == "auto") return XdpMode::kAuto;
   if (s == "drv" || s == "native") return XdpMode::kDrv;
   if (s == "skb" || s == "generic") return XdpMode::kSkb;
-  throw Error("bad XDP mode '" + std::string(s) + "' (want auto, drv or skb)");
+  throw UsageError("bad XDP mode '" + std::string(s) + "' (want auto, drv or skb)");
 }
 
 XdpAttachment::XdpAttachment(unsigned ifindex, const std::string& ifname, int prog_fd,

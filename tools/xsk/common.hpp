@@ -29,8 +29,17 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A bad command line that CLI11 cannot see (options checked against each
+// other or against the mode): reported as parse_cli reports CLI11's own
+// errors, one line "tool: message (see --help)", and exit code 2. The
+// message names the option(s) and what is allowed.
+struct UsageError : Error {
+  using Error::Error;
+};
+
 // main() of a tool: returns run(argc, argv); an exception escaping it is
-// reported as one line ("tool: message") and exit code 1.
+// reported as one line: a UsageError as "tool: message (see --help)" and
+// exit code 2, any other as "tool: message" and exit code 1.
 int run_main(const char* tool, int (*run)(int, char**), int argc, char** argv);
 
 // Parses the command line into app. Returns -1 to go on; otherwise the
@@ -113,7 +122,8 @@ class BpfObject {
 // How to attach an XDP program: native (driver) mode, generic (skb) mode,
 // or native with a fallback to generic.
 enum class XdpMode { kAuto, kDrv, kSkb };
-XdpMode parse_xdp_mode(std::string_view s);  // "auto" | "drv" | "skb"
+// "auto" | "drv" (or "native") | "skb" (or "generic"); throws UsageError.
+XdpMode parse_xdp_mode(std::string_view s);
 
 // An XDP program attached to an interface for the object's life. Refuses
 // to replace a program already there (the error says how to remove it).

@@ -55,6 +55,13 @@ namespace {
 
 constexpr std::uint32_t kFcs = 4;           // --size counts the Ethernet FCS, as RFC 2544 does
 constexpr std::uint32_t kUdpPortOff = 34;  // UDP source port: 14 (Ethernet) + 20 (IPv4)
+// The largest --batch of each mode (run() rejects more). live: the XDP
+// batch of a live-frames BPF_PROG_RUN, at most the kernel's
+// TEST_XDP_MAX_BATCH (net/bpf/test_run.c: E2BIG above); packet: sendmmsg
+// takes at most UIO_MAXIOV messages a call (more are silently cut); xsk:
+// the TX ring (XskSender::kRing).
+constexpr std::uint32_t kMaxBatchLive = 256;
+constexpr std::uint32_t kMaxBatchPacket = 1024;
 
 struct Args {
   std::string dev, mode = "auto";
@@ -98,7 +105,7 @@ class LiveSender final : public Sender {
       : obj_(pagepool_gen_bpf, pagepool_gen_bpf_size, "pagepool_gen"),
         frame_(xt::build_udp_frame(a.frame, 0)),
         ifindex_(ifindex),
-        batch_(std::min<std::uint32_t>(a.batch, 256)),
+        batch_(a.batch),  // <= kMaxBatchLive: run()
         repeat_(a.repeat) {
     prog_fd_ = obj_.prog_fd("pagepool_gen");
     count_fd_ = obj_.map_fd("gen_count");
@@ -151,7 +158,8 @@ class LiveSender final : public Sender {
 
 class PacketSender final : public Sender {
  public:
-  PacketSender(const Args& a, unsigned ifindex) : a_(a), batch_(std::min<std::uint32_t>(a.batch, 1024)) {
+  // a.batch <= kMaxBatchPacket: run().
+  PacketSender(const Args& a, unsigned ifindex) : a_(a), batch_(a.batch) {
     fd_ = socket(AF_PACKET, SOCK_RAW, 0);  // protocol 0: sends only, receives nothing
     if (fd_ < 0) {
       const int e = errno;
@@ -214,7 +222,8 @@ class XskSender final : public Sender {
   static constexpr std::uint32_t kFrames = 2 * kRing;  // TX ring + completion ring: never short
   static constexpr std::uint32_t kFrame = 4096;
 
-  XskSender(const Args& a, unsigned queue) : a_(a), batch_(std::min<std::uint32_t>(a.batch, kRing)) {
+  // a.batch <= kRing: run().
+  XskSender(const Args& a, unsigned queue) : a_(a), batch_(a.batch) {
     const std::size_t bytes = std::size_t{kFrames} * kFrame;
     void* area = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area == MAP_FAILED) throw xt::Error("mmap of the UMEM failed");
@@ -309,6 +318,23 @@ class XskSender final : public Sender {
   std::uint64_t seq_ = 0, done_ = 0;
 };
 
+// CLI11 check that an option's text parses with parse (xt::parse_mac,
+// xt::parse_ipv4): a bad address is a bad command line (exit 2), named by
+// its option.
+template <class Parse>
+CLI::Validator parses(const char* what, Parse parse) {
+  return CLI::Validator(
+      [parse](std::string& s) -> std::string {
+        try {
+          parse(s);
+          return {};
+        } catch (const xt::Error& e) {
+          return e.what();
+        }
+      },
+      what);
+}
+
 int run(int argc, char** argv) {
   Args a;
   std::string src_mac = "02:77:00:00:00:01", dst_mac = "02:77:00:00:00:02";
@@ -329,28 +355,47 @@ int run(int argc, char** argv) {
   app.add_option("--count,-n", a.count, "frames to send (0: no limit)");
   app.add_option("--rate,-r", a.rate, "frames per second (0: as fast as possible)")
       ->check(CLI::Range(0.0, 1e9));
-  app.add_option("--batch,-b", a.batch, "frames per system call (packet, xsk) or XDP batch (live)")
-      ->check(CLI::Range(1u, 2048u));
-  app.add_option("--repeat", a.repeat, "live mode: frames per BPF_PROG_RUN call")
+  app.add_option("--batch,-b", a.batch,
+                 "frames per system call (packet: 1..1024, xsk: 1..2048) or XDP batch (live: 1..256)")
+      ->check(CLI::Range(1u, XskSender::kRing));
+  auto* repeat_opt = app.add_option("--repeat", a.repeat, "live mode only: frames per BPF_PROG_RUN call")
       ->check(CLI::Range(64u, 1u << 20));
-  app.add_option("--queue", queue, "TX queue (xsk mode)");
-  app.add_option("--src-mac", src_mac, "source MAC");
-  app.add_option("--dst-mac", dst_mac, "destination MAC");
-  app.add_option("--src-ip", src_ip, "source IPv4 address");
-  app.add_option("--dst-ip", dst_ip, "destination IPv4 address");
+  auto* queue_opt = app.add_option("--queue", queue, "xsk mode only: TX queue");
+  app.add_option("--src-mac", src_mac, "source MAC")->check(parses("MAC", xt::parse_mac));
+  app.add_option("--dst-mac", dst_mac, "destination MAC")->check(parses("MAC", xt::parse_mac));
+  app.add_option("--src-ip", src_ip, "source IPv4 address")->check(parses("IPV4", xt::parse_ipv4));
+  app.add_option("--dst-ip", dst_ip, "destination IPv4 address")->check(parses("IPV4", xt::parse_ipv4));
   app.add_option("--src-port", sport, "first UDP source port")->check(CLI::Range(1u, 65535u));
   app.add_option("--dst-port", dport, "UDP destination port")->check(CLI::Range(1u, 65535u));
   app.add_flag("--json", a.json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet,-q", a.quiet, "no per-second lines");
   if (const int rc = xt::parse_cli(app, argc, argv, "pagepool-gen"); rc >= 0) return rc;
-  if (a.duration == 0 && a.count == 0 && !a.quiet)
-    std::fprintf(stderr, "pagepool-gen: no --duration or --count: sending until interrupted\n");
-  if (sport + a.flows - 1 > 65535) throw xt::Error("--src-port + --flows exceeds port 65535");
+  if (sport + a.flows - 1 > 65535)
+    throw xt::UsageError("--src-port " + std::to_string(sport) + " + --flows " +
+                         std::to_string(a.flows) + " - 1 exceeds port 65535");
   a.frame = {xt::parse_mac(src_mac), xt::parse_mac(dst_mac), xt::parse_ipv4(src_ip),
              xt::parse_ipv4(dst_ip), static_cast<std::uint16_t>(sport),
              static_cast<std::uint16_t>(dport), a.size - kFcs};
 
-  if (a.mode == "auto") a.mode = a.rate > 0 ? "xsk" : "live";
+  // The mode's own limits: the mode as chosen, so auto is checked as what
+  // it resolves to (and the message says so).
+  std::string chosen = a.mode;
+  if (a.mode == "auto") {
+    a.mode = a.rate > 0 ? "xsk" : "live";
+    chosen = a.mode + (a.rate > 0 ? " (--mode auto with a --rate)" : " (--mode auto without --rate)");
+  }
+  const std::uint32_t max_batch = a.mode == "live"     ? kMaxBatchLive
+                                  : a.mode == "packet" ? kMaxBatchPacket
+                                                       : XskSender::kRing;
+  if (a.batch > max_batch)
+    throw xt::UsageError("--batch " + std::to_string(a.batch) + ": mode " + chosen + " takes 1.." +
+                         std::to_string(max_batch));
+  if (queue_opt->count() > 0 && a.mode != "xsk")
+    throw xt::UsageError("--queue applies to --mode xsk only, not mode " + chosen);
+  if (repeat_opt->count() > 0 && a.mode != "live")
+    throw xt::UsageError("--repeat applies to --mode live only, not mode " + chosen);
+  if (a.duration == 0 && a.count == 0 && !a.quiet)
+    std::fprintf(stderr, "pagepool-gen: no --duration or --count: sending until interrupted\n");
 
   const xt::LibbpfCapture libbpf_capture;  // for the whole run
   xt::install_stop_handlers();

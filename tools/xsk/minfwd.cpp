@@ -132,13 +132,54 @@ void poll_port(Port& in, Port& out, Stack& st, std::uint32_t batch) {
   if (out.tx_kick) kick_tx(out);
 }
 
-std::string bind_error(int err, const std::string& dev) {
+std::string bind_error(int err, const std::string& dev, bool had_prog) {
   std::string s = std::strerror(err);
   if (err == EPERM) s += " (AF_XDP needs root: CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF)";
-  if (err == EBUSY) s += " (the queue already has an AF_XDP socket)";
+  if ((err == EBUSY || err == EEXIST) && had_prog)
+    s += " ('" + dev + "' already has an XDP program: ip link set dev " + dev + " xdp off)";
+  else if (err == EBUSY)
+    s += " (the queue already has an AF_XDP socket)";
   if (err == EINVAL) s += " (queue out of range for '" + dev + "'?)";
   return s;
 }
+
+// Takes off the XDP program `id` if it is still the one on the interface
+// (XDP_FLAGS_REPLACE with it as the expected program: one put there
+// meanwhile stays). libxdp leaves its program attached when the socket goes.
+void detach_xdp(unsigned ifindex, std::uint32_t id) {
+  LIBBPF_OPTS(bpf_xdp_query_opts, q);
+  if (id == 0 || bpf_xdp_query(static_cast<int>(ifindex), 0, &q) != 0 || q.prog_id != id) return;
+  const int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) return;
+  LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = fd);
+  bpf_xdp_detach(static_cast<int>(ifindex),
+                 q.attach_mode == XDP_ATTACHED_DRV ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE, &o);
+  close(fd);
+}
+
+// Everything run() sets up, undone by the destructor in reverse on every
+// way out (a failed setup throws through it, a run ends normally): the
+// sockets, the UMEM, the XDP programs libxdp attached for them, the UMEM's
+// memory. The interfaces are left as they were found.
+struct Setup {
+  Port ports[2];
+  unsigned ifindex[2] = {0, 0};
+  std::uint32_t our_prog[2] = {0, 0};  // program id attached for this run, 0: none
+  void* area = MAP_FAILED;
+  std::size_t bytes = 0;
+  xsk_umem* umem = nullptr;
+
+  Setup() = default;
+  Setup(const Setup&) = delete;
+  Setup& operator=(const Setup&) = delete;
+  ~Setup() {
+    for (Port& p : ports)
+      if (p.xsk) xsk_socket__delete(p.xsk);
+    if (umem) xsk_umem__delete(umem);  // after its sockets: refuses (EBUSY) while they exist
+    for (int i = 0; i < 2; ++i) detach_xdp(ifindex[i], our_prog[i]);
+    if (area != MAP_FAILED) munmap(area, bytes);
+  }
+};
 
 int run(int argc, char** argv) {
   std::vector<std::string> devs;
@@ -165,15 +206,20 @@ int run(int argc, char** argv) {
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet", quiet, "no per-second lines");
   if (const int rc = xt::parse_cli(app, argc, argv, "xsk-minfwd"); rc >= 0) return rc;
-  if (ring & (ring - 1)) throw xt::Error("--ring must be a power of two");
-  if (devs[0] == devs[1]) throw xt::Error("the two --dev must differ");
-  if (frames < 4 * ring) throw xt::Error("--frames must be at least 4 x --ring (fill+RX, TX+completion, both ports)");
-  unsigned ifindex[2];
+  if (ring & (ring - 1))
+    throw xt::UsageError("--ring " + std::to_string(ring) + ": want a power of two (64..16384)");
+  if (devs[0] == devs[1]) throw xt::UsageError("the two --dev must differ (both '" + devs[0] + "')");
+  if (frames < 4 * ring)
+    throw xt::UsageError("--frames " + std::to_string(frames) + ": want at least 4 x --ring = " +
+                         std::to_string(4 * ring) + " (fill+RX, TX+completion, both ports)");
+  Setup su;  // from here on, every way out goes through ~Setup
+  auto& ports = su.ports;
   bool had_prog[2];
   for (int i = 0; i < 2; ++i) {
-    ifindex[i] = xt::ifindex_of(devs[i]);
+    const unsigned idx = xt::ifindex_of(devs[i]);
     std::uint32_t id = 0;
-    had_prog[i] = bpf_xdp_query_id(static_cast<int>(ifindex[i]), 0, &id) == 0 && id != 0;
+    had_prog[i] = bpf_xdp_query_id(static_cast<int>(idx), 0, &id) == 0 && id != 0;
+    su.ifindex[i] = idx;
   }
 
   // One program per interface, attached directly: libxdp's multi-program
@@ -183,22 +229,29 @@ int run(int argc, char** argv) {
   libxdp_set_print([](libxdp_print_level, const char*, va_list) { return 0; });
   xt::install_stop_handlers();
 
-  const std::size_t bytes = std::size_t{frames} * kFrame;
-  void* area = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-  if (area == MAP_FAILED) throw xt::Error("mmap of the UMEM failed");
-  Port ports[2];
-  xsk_umem* umem = nullptr;
+  su.bytes = std::size_t{frames} * kFrame;
+  su.area = mmap(nullptr, su.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (su.area == MAP_FAILED) throw xt::Error("mmap of the UMEM failed");
   xsk_umem_config uc{};
   uc.fill_size = ring;
   uc.comp_size = ring;
   uc.frame_size = kFrame;
-  if (int rc = xsk_umem__create(&umem, area, bytes, &ports[0].fq, &ports[0].cq, &uc); rc != 0)
-    throw xt::Error(std::string("xsk_umem__create: ") + bind_error(-rc, devs[0]));
+  // The UMEM's fill and completion rings are the first port's.
+  auto create_umem = [&] {
+    ports[0].fq = {};
+    ports[0].cq = {};
+    if (int rc = xsk_umem__create(&su.umem, su.area, su.bytes, &ports[0].fq, &ports[0].cq, &uc); rc != 0)
+      throw xt::Error(std::string("xsk_umem__create: ") + bind_error(-rc, devs[0], false));
+  };
+  create_umem();
 
+  // xdp_flags 0 (--xdp-mode auto): the kernel attaches in native mode where
+  // the driver has it, else in generic mode.
   std::uint32_t xdp_flags = 0;
   if (mode_s == "drv") xdp_flags = XDP_FLAGS_DRV_MODE;
   if (mode_s == "skb") xdp_flags = XDP_FLAGS_SKB_MODE;
-  std::string bound = bind_s;
+  const std::uint16_t wake = no_wakeup ? 0 : XDP_USE_NEED_WAKEUP;
+  std::string bound = bind_s == "copy" ? "copy" : "zerocopy";
   for (int i = 0; i < 2; ++i) {
     Port& p = ports[i];
     p.name = devs[i];
@@ -207,27 +260,39 @@ int run(int argc, char** argv) {
     sc.tx_size = ring;
     sc.xdp_flags = xdp_flags;
     // The second socket inherits the first one's mode (XDP_SHARED_UMEM).
-    const std::uint16_t wake = no_wakeup ? 0 : XDP_USE_NEED_WAKEUP;
-    sc.bind_flags = static_cast<std::uint16_t>((bind_s == "copy" ? XDP_COPY : XDP_ZEROCOPY) | wake);
-    int rc = xsk_socket__create_shared(&p.xsk, p.name.c_str(), queue, umem, &p.rx, &p.tx, &p.fq,
-                                       &p.cq, &sc);
+    sc.bind_flags = static_cast<std::uint16_t>((bound == "copy" ? XDP_COPY : XDP_ZEROCOPY) | wake);
+    int rc = xsk_socket__create_shared(&p.xsk, p.name.c_str(), queue, su.umem, &p.rx, &p.tx,
+                                       &p.fq, &p.cq, &sc);
     if (rc == -EOPNOTSUPP && bind_s == "auto" && i == 0) {
-      sc.bind_flags = static_cast<std::uint16_t>(XDP_COPY | wake);
+      // Zero-copy refused (veth, most drivers): copy mode, on a fresh UMEM
+      // over the same memory. The failed socket is the UMEM's own, and
+      // binding it again relies on libxdp's record of which of its rings
+      // are set up: libxdp 1.3.1 keeps it (the retry works), versions that
+      // lose track of the TX ring set it up again and fail (EINVAL). The
+      // failed bind left nothing registered on the queue, so the fresh
+      // socket binds at once. (src/devices/xsk.cpp avoids a failed bind
+      // on the UMEM's own socket by probing with a throw-away one.)
+      xsk_umem__delete(su.umem);
+      su.umem = nullptr;
+      p.rx = {};
+      p.tx = {};
+      create_umem();
       bound = "copy";
-      rc = xsk_socket__create_shared(&p.xsk, p.name.c_str(), queue, umem, &p.rx, &p.tx, &p.fq,
-                                     &p.cq, &sc);
-    } else if (i == 0 && bind_s == "auto") {
-      bound = "zerocopy";
-    }
-    if (rc == -EOPNOTSUPP && xdp_flags == 0) {
-      // Native XDP refused: generic mode.
-      sc.xdp_flags = XDP_FLAGS_SKB_MODE;
-      rc = xsk_socket__create_shared(&p.xsk, p.name.c_str(), queue, umem, &p.rx, &p.tx, &p.fq,
+      sc.bind_flags = static_cast<std::uint16_t>(XDP_COPY | wake);
+      rc = xsk_socket__create_shared(&p.xsk, p.name.c_str(), queue, su.umem, &p.rx, &p.tx, &p.fq,
                                      &p.cq, &sc);
     }
-    if (rc != 0)
+    if (rc != 0) {
+      std::string hint;
+      if (rc == -EOPNOTSUPP)
+        hint = bound == "zerocopy" ? " (zero-copy refused? --bind copy or auto)"
+                                   : " (native XDP refused? --xdp-mode skb)";
       throw xt::Error("AF_XDP socket on '" + p.name + "' queue " + std::to_string(queue) + ": " +
-                      bind_error(-rc, p.name) + " " + xt::take_libbpf_log(300));
+                      bind_error(-rc, p.name, had_prog[i]) + hint + " " + xt::take_libbpf_log(300));
+    }
+    // The program libxdp attached for this socket (none where one was
+    // there before: libxdp then uses it), for ~Setup to take off.
+    if (!had_prog[i]) bpf_xdp_query_id(static_cast<int>(su.ifindex[i]), 0, &su.our_prog[i]);
     // Let one sendto send the whole ring (Linux >= 6.17; 32 frames before).
     const unsigned budget = ring;
     setsockopt(xsk_socket__fd(p.xsk), SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof budget);
@@ -299,20 +364,7 @@ int run(int argc, char** argv) {
     std::printf("\n");
   }
   std::fflush(stdout);
-  for (Port& p : ports) xsk_socket__delete(p.xsk);
-  xsk_umem__delete(umem);
-  // libxdp leaves its program attached when the socket goes; take it off
-  // where this run put it, so the interface is as it was.
-  for (int i = 0; i < 2; ++i) {
-    LIBBPF_OPTS(bpf_xdp_query_opts, q);
-    if (had_prog[i] || bpf_xdp_query(static_cast<int>(ifindex[i]), 0, &q) != 0) continue;
-    if (q.attach_mode == XDP_ATTACHED_DRV)
-      bpf_xdp_detach(static_cast<int>(ifindex[i]), XDP_FLAGS_DRV_MODE, nullptr);
-    else if (q.attach_mode == XDP_ATTACHED_SKB)
-      bpf_xdp_detach(static_cast<int>(ifindex[i]), XDP_FLAGS_SKB_MODE, nullptr);
-  }
-  munmap(area, bytes);
-  return 0;
+  return 0;  // ~Setup: sockets, UMEM, XDP programs, memory
 }
 
 }  // namespace

@@ -5,11 +5,14 @@
 // (stderr) and a final line, or one JSON object with --json (stdout).
 // Nothing is copied to user space, so the sink costs less per frame than
 // anything that forwards to it. Two hooks:
-//  --hook xdp  (default) in the driver, native mode where it has one: the
-//              cheapest for XDP frames (XDP_TX/REDIRECT senders);
-//  --hook tc   TC ingress (clsact): the cheapest for socket buffers (AF_XDP
-//              copy-mode and AF_PACKET senders), which native XDP on veth
-//              would first copy into a page with XDP headroom.
+//  --hook xdp  (default) XDP, returns XDP_DROP; --xdp-mode auto (default)
+//              attaches in native (driver) mode where the driver has one,
+//              else generic: the cheapest for XDP frames (XDP_TX/REDIRECT
+//              senders);
+//  --hook tc   TC ingress (clsact), returns TC_ACT_SHOT: the cheapest for
+//              socket buffers (AF_XDP copy-mode and AF_PACKET senders),
+//              which native XDP on veth would first copy into a page with
+//              XDP headroom. scripts/netns-demo.sh counts here.
 //
 //   pagepool-sink --dev veth0 --duration 10 [--hook tc] [--json] [--ready-file F]
 #include <bpf/bpf.h>
@@ -88,7 +91,10 @@ int run(int argc, char** argv) {
                  "xdp (in the driver; the fastest for XDP frames) or tc (TC ingress; the fastest "
                  "for socket buffers, e.g. from AF_XDP copy-mode or AF_PACKET senders)")
       ->check(CLI::IsMember({"xdp", "tc"}));
-  app.add_option("--xdp-mode", mode_s, "with --hook xdp: auto (native, else generic), drv or skb");
+  auto* mode_opt =
+      app.add_option("--xdp-mode", mode_s,
+                     "with --hook xdp: auto (native, else generic), drv (native) or skb (generic)")
+          ->check(CLI::IsMember({"auto", "drv", "skb", "native", "generic"}));
   app.add_option("--ready-file", ready_file, "file created once the program is attached");
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet,-q", quiet, "no per-second lines");
@@ -99,6 +105,8 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "pagepool-sink: --dev is required (see --help)\n");
     return 2;
   }
+  if (hook == "tc" && mode_opt->count() > 0)
+    throw xt::UsageError("--xdp-mode applies to --hook xdp only, not --hook tc");
   const xt::XdpMode mode = xt::parse_xdp_mode(mode_s);
 
   xt::install_stop_handlers();

@@ -19,8 +19,10 @@
 // With the same seed, sizes and flows it generates the same frames.
 //
 // Accounting (DeviceStats), exact after the forwarder stopped:
-//   sum wire_sent     == sum rx_frames + sum rx_no_buf    (the wire = the driver)
-//   sum tx_frames     == sum wire_received + reclaimed TX (what was sent arrived)
+//   wire_sent  == rx_frames + rx_no_buf           (the wire = the driver)
+//   tx_frames  == tx_completed + TX buffers reclaimed (each buffer sent came back;
+//                 reclaimed counts RX and TX buffers together)
+//   wire_received == tx_frames when the queues drained (nothing left to send)
 //   wire_duplicate == wire_corrupt == 0
 // The rate is per port in Mpps; 0 means as fast as the driver posts
 // buffers (back-pressure, nothing lost). With a rate, a frame that finds
@@ -45,7 +47,7 @@ struct SimOptions {
   std::vector<std::uint32_t> sizes{64};     // frame sizes in bytes (no FCS), picked at random;
                                             // repeats weight a size; each 60..3840
   std::uint32_t flows = 256;                // distinct 5-tuples per port: 1..65536, and
-                                            // flows x devices <= 2^20 (48 B of template each)
+                                            // flows x devices <= 2^20 (56 B of template each)
   double rate_mpps = 0;                     // per port; 0 = as fast as buffers come
   std::uint64_t seed = 1;
   std::uint64_t tx_delay_ns = 0;            // TX completion delay

@@ -120,7 +120,8 @@ struct XskOptions {
 //                         the UMEM refused (RLIMIT_MEMLOCK...).
 // Nothing stays open or attached after a throw. A queue whose previous
 // socket closed a moment ago is still busy while the kernel releases it
-// (from a workqueue): open waits up to 200 ms for it. Zero-copy support
+// (from a workqueue): open waits up to 200 ms for it, for the zero-copy
+// probe and again for each device's socket. Zero-copy support
 // (XskBind::kAuto) is probed with a throwaway 64-frame UMEM and socket.
 std::vector<std::unique_ptr<Device>> open_xsk_devices(const std::vector<XskSpec>& specs,
                                                       const XskOptions& options = {});
@@ -145,7 +146,11 @@ struct XskInfo {
   std::uint64_t tx_ring_empty_descs = 0;
   // device
   std::uint64_t bad_addr = 0;  // RX/completion addresses of frames not given to the kernel here
-  std::uint64_t bad_buf = 0;   // fill()/tx() buffers refused: not a UMEM frame, already queued, bad bounds
+  // Bad buffers met by fill()/tx(): not a UMEM frame, already queued, bad
+  // bounds. Each ends its call's batch there: it and the rest of the batch
+  // are refused (tx(): counted in DeviceStats::tx_ring_full as well, and the
+  // forwarder drops them as tx_full).
+  std::uint64_t bad_buf = 0;
   std::uint64_t kicks = 0;     // sendto() wakeups
   std::uint64_t kick_retries = 0;  // kicks that left frames in the TX ring (retried)
 };

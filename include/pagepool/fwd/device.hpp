@@ -60,7 +60,8 @@ struct DeviceStats {
   std::uint64_t tx_frames = 0;     // frames accepted by tx()
   std::uint64_t tx_completed = 0;  // buffers returned by complete()
   std::uint64_t tx_ring_full = 0;  // frames tx() refused (queue full)
-  std::uint64_t rx_no_buf = 0;     // frames the device lost for want of a posted buffer
+  std::uint64_t rx_no_buf = 0;     // frames the device lost on receive: no posted buffer
+                                   // (xsk: also the kernel's RX ring full)
   std::uint64_t reclaimed = 0;     // buffers handed back by reclaim() (posted RX, unsent TX)
   // sim only: what the wire saw
   std::uint64_t wire_sent = 0;      // frames the device generated
@@ -93,6 +94,9 @@ class Device {
   virtual bool heap_ok() const noexcept { return false; }
   // RX buffers the device can hold posted at most.
   virtual std::uint32_t rx_ring_size() const noexcept = 0;
+  // The interface queue this device receives on (xsk: the socket's queue;
+  // sim: 0). Programs see it as XdpMd::rx_queue.
+  virtual std::uint32_t rx_queue() const noexcept { return 0; }
   // Bytes before the frame in every RX buffer: frames from rx() start at
   // buf.base + rx_headroom(), and the verdict program may grow a frame
   // into that room (XDP's headroom).

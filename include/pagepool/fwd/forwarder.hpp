@@ -174,7 +174,7 @@ class Forwarder {
 };
 
 // The equations a stopped forwarder's report must satisfy, each violated
-// one as a line ("rx 10 != tx 4 + pass 0 + dropped 5"); empty when all hold:
+// one as a line ("rx vs tx + pass + dropped: 10 != 9"); empty when all hold:
 //   rx == tx + pass + dropped_total           (every frame has one fate)
 //   completed == tx, per device tx_frames == tx_completed   (all TX came back)
 //   sum of device rx_frames == rx, device tx_frames == tx

@@ -13,7 +13,8 @@ namespace pagepool {
 class HugetlbProvider final : public ChunkProvider {
  public:
   static constexpr std::size_t kHugePage = std::size_t{2} << 20;
-  // Pages of kPageSize << order (order <= kMaxOrder) on node nid (-1 any).
+  // Pages of kPageSize << order on node nid (-1 any). Throws
+  // std::invalid_argument for an order above kMaxOrder.
   explicit HugetlbProvider(unsigned order, int nid = -1);
   ~HugetlbProvider() override;
   const char* name() const noexcept override { return "hugetlb"; }

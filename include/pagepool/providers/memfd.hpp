@@ -8,6 +8,7 @@
 // is contiguous and offset = address - base.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -18,9 +19,10 @@ namespace pagepool {
 class MemfdProvider final : public ChunkProvider {
  public:
   // Throws std::system_error if memfd_create or the reservation fails,
-  // std::invalid_argument for a capacity that is 0 or not a multiple of
-  // 2 MiB (of the page size for order 10). The file grows 4 MiB at a time
-  // where 4 MiB divides the capacity, else 2 MiB (4 MiB for order 10).
+  // std::invalid_argument for an order above kMaxOrder or a capacity that
+  // is 0 or not a multiple of 2 MiB (of the page size for order 10). The
+  // file grows 4 MiB at a time where 4 MiB divides the capacity, else 2 MiB
+  // (4 MiB for order 10).
   explicit MemfdProvider(unsigned order, std::size_t capacity = std::size_t{1} << 30,
                          int nid = -1);
   ~MemfdProvider() override;
@@ -28,8 +30,11 @@ class MemfdProvider final : public ChunkProvider {
 
   // The file. Owned by the provider: dup() it to keep it beyond.
   int fd() const noexcept { return fd_; }
-  // Bytes of the file in use (its size) and the most it may grow to.
-  std::size_t size() const noexcept { return size_; }
+  // Any thread. Bytes of the file in use (its size) and the most it may
+  // grow to. size() is a snapshot: a refill on another thread may grow it.
+  // acquire: pairs with reserve_chunk's release store, so the file and the
+  // mapping up to the size read are in place.
+  std::size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
   std::size_t capacity() const noexcept { return capacity_; }
   // First byte of the file's mapping in this process.
   std::byte* base() const noexcept { return base_; }
@@ -45,7 +50,10 @@ class MemfdProvider final : public ChunkProvider {
   int fd_ = -1;
   std::byte* base_ = nullptr;
   std::size_t capacity_;
-  std::size_t size_ = 0;  // grows under the chunk lock only
+  // Written under the chunk lock only (reserve_chunk, unreserve_chunk), so
+  // writers load it relaxed; atomic for size() readers on other threads.
+  std::atomic<std::size_t> size_{0};
+  bool closing_ = false;  // set by the destructor; read under the chunk lock
 };
 
 }  // namespace pagepool

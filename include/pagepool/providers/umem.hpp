@@ -45,8 +45,14 @@
 //
 // NUMA. The region is placed on `nid` at construction and never moves:
 // Pool::update_nid cannot move it. Do not call update_nid with a node other
-// than the region's on a pool of this provider (the provider would then look
-// for free pages on that node's list, find none and report exhaustion).
+// than the region's on a pool of this provider. Refills would find that
+// node's list empty, carve a fresh slice of the region each time while any
+// is left, then take the region's pages from its own node's list
+// (ChunkProvider::alloc_bulk prefers another node's pages to none), so pages
+// keep coming from the region's node and the pool waives each one when it
+// comes back: nothing recycles. A region not placed on a node
+// (region_nid() == -1) has pages of unknown node, which every refill takes
+// and no pool waives.
 #pragma once
 
 #include <xdp/xsk.h>
@@ -79,14 +85,14 @@ class UmemProvider final : public ChunkProvider {
   // the page size for order 10) 2 MiB-aligned, places it on node nid (-1:
   // anywhere; libnuma) and registers all of it as one UMEM with fill and
   // completion rings. Throws std::invalid_argument for an order AF_XDP
-  // cannot use (aligned mode needs order 0), a bad region size, ring size
-  // or headroom; std::system_error when the kernel refuses, with the cause
-  // and the fix in the message: no CAP_NET_RAW (EPERM: run as root or grant
-  // CAP_NET_RAW), RLIMIT_MEMLOCK too low for the region (ENOBUFS: raise it,
-  // e.g. `ulimit -l`, LimitMEMLOCK=, or run with CAP_IPC_LOCK; retried for
-  // ~30 ms first, as the kernel unaccounts a deleted UMEM asynchronously),
-  // a kernel without AF_XDP (EAFNOSUPPORT: CONFIG_XDP_SOCKETS), or a
-  // configuration it rejects (EINVAL).
+  // cannot use (above kMaxOrder; aligned mode needs order 0), a bad region
+  // size, ring size or headroom; std::system_error when the kernel
+  // refuses, with the cause and the fix in the message: no CAP_NET_RAW
+  // (EPERM: run as root or grant CAP_NET_RAW), RLIMIT_MEMLOCK too low for
+  // the region (ENOBUFS: raise it, e.g. `ulimit -l`, LimitMEMLOCK=, or run
+  // with CAP_IPC_LOCK; retried for ~30 ms first, as the kernel unaccounts a
+  // deleted UMEM asynchronously), a kernel without AF_XDP (EAFNOSUPPORT:
+  // CONFIG_XDP_SOCKETS), or a configuration it rejects (EINVAL).
   UmemProvider(unsigned order, std::size_t region_bytes, int nid = -1);
   UmemProvider(unsigned order, std::size_t region_bytes, int nid, const Options& options);
   // Whichever thread drops the last reference (usually the last page's

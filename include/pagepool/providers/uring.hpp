@@ -15,8 +15,8 @@
 // unmap() empties that slot again (an update with an empty iovec). The pool
 // calls map once when a page enters it and unmap once when it leaves, so a
 // page stays registered for as long as the pool holds it — recycling never
-// touches the table. The provider's memory is the same as AnonProvider's:
-// private anonymous chunks of at least 4 MiB, 2 MiB-aligned.
+// touches the table. The provider's memory: private anonymous chunks of at
+// least 4 MiB, 2 MiB-aligned, without AnonProvider's MADV_HUGEPAGE advice.
 //
 // Requirements on the caller:
 //  - Create the pools with Params::flags |= kDmaMap. Without it the pool
@@ -67,10 +67,11 @@ class UringProvider final : public ChunkProvider {
   // table_slots buffers of `ring` (not owned; see the requirements above).
   // table_slots is at most the kernel's limit (16384 on Linux 6.x), so a
   // slot index always fits an SQE's 16-bit buf_index.
-  // Throws std::invalid_argument for a null ring or table_slots outside
-  // [1, 65536], std::system_error with io_uring_register's code if the
-  // table cannot be registered (EBUSY: the ring already has one; EINVAL:
-  // too many slots, or a kernel without sparse tables, before 5.19).
+  // Throws std::invalid_argument for an order above kMaxOrder, a null ring
+  // or table_slots outside [1, 65536], std::system_error with
+  // io_uring_register's code if the table cannot be registered (EBUSY: the
+  // ring already has one; EINVAL: too many slots, or a kernel without
+  // sparse tables, before 5.19).
   UringProvider(unsigned order, io_uring* ring, unsigned table_slots, int nid = -1);
   // Unregisters the whole table, then unmaps the chunks. Runs on the thread
   // that drops the last shared_ptr: the caller's own, or a pool's (a
