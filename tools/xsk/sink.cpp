@@ -93,8 +93,7 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"xdp", "tc"}));
   auto* mode_opt =
       app.add_option("--xdp-mode", mode_s,
-                     "with --hook xdp: auto (native, else generic), drv (native) or skb (generic)")
-          ->check(CLI::IsMember({"auto", "drv", "skb", "native", "generic"}));
+                     "with --hook xdp: auto (native, else generic), drv (native) or skb (generic)");
   app.add_option("--ready-file", ready_file, "file created once the program is attached");
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet,-q", quiet, "no per-second lines");
