@@ -356,14 +356,23 @@ std::uint32_t SimHw::generate(Port& p, std::uint64_t now) {
       p.post.pop(bases, std::min<std::uint32_t>(std::uint32_t(want), p.rxd.free_slots()));
   std::uint16_t lens[kBatch];
   const std::uint32_t nsizes = std::uint32_t(opt_.sizes.size());
-  for (std::uint32_t i = 0; i < k; ++i) {
-    p.rng += 0x9e3779b97f4a7c15ull;  // a Weyl sequence through one multiply-fold
-    const std::uint64_t r = (p.rng ^ (p.rng >> 32)) * 0xd6e8feb86659fd93ull;
-    const std::uint32_t len = opt_.sizes[reduce(std::uint32_t(r), nsizes)];
-    const std::uint32_t flow = reduce(std::uint32_t(r >> 32), opt_.flows);
-    write_frame(reinterpret_cast<std::uint8_t*>(bases[i]) + kHeadroom, len, p.headers[flow], p.idx,
-                p.seq + i);
-    lens[i] = std::uint16_t(len);
+  {
+    // Locals: the frame stores are byte stores, which may alias anything,
+    // so fields read in the loop would be read again after each frame.
+    std::uint64_t rng = p.rng;
+    const std::uint64_t seq = p.seq;
+    const std::uint32_t* const sizes = opt_.sizes.data();
+    const std::uint32_t flows = opt_.flows, port = p.idx;
+    const FlowHeader* const headers = p.headers.data();
+    for (std::uint32_t i = 0; i < k; ++i) {
+      rng += 0x9e3779b97f4a7c15ull;  // a Weyl sequence through one multiply-fold
+      const std::uint64_t r = (rng ^ (rng >> 32)) * 0xd6e8feb86659fd93ull;
+      const std::uint32_t len = sizes[reduce(std::uint32_t(r), nsizes)];
+      const std::uint32_t flow = reduce(std::uint32_t(r >> 32), flows);
+      write_frame(reinterpret_cast<std::uint8_t*>(bases[i]) + kHeadroom, len, headers[flow], port, seq + i);
+      lens[i] = std::uint16_t(len);
+    }
+    p.rng = rng;
   }
   p.rxd.push(lens, k);  // room was checked above
   p.seq += k;
@@ -484,29 +493,24 @@ class SimDevice final : public Device {
   std::uint32_t fill(const Buf* bufs, std::uint32_t n) noexcept override {
     if (reclaiming_) return 0;
     n = rx_bufs_.push(bufs, n);
-    for (std::uint32_t i = 0; i < n;) {
-      std::byte* b[kBatch];
-      const std::uint32_t m = std::min(n - i, kBatch);
-      for (std::uint32_t j = 0; j < m; ++j) b[j] = bufs[i + j].base;
-      [[maybe_unused]] const std::uint32_t q = p_.post.push(b, m);
-      assert(q == m);  // room: see fill_room()
-      i += m;
-    }
+    // In place, one ring after the other: each loop streams its stores
+    // (interleaving the two rings' stores measured 20 % slower).
+    [[maybe_unused]] const std::uint32_t q = p_.post.reserve(n);
+    assert(q == n);  // room: see fill_room()
+    for (std::uint32_t i = 0; i < n; ++i) p_.post.prod_slot(i) = bufs[i].base;
+    p_.post.submit(n);
     return n;
   }
   std::uint32_t rx(Frame* out, std::uint32_t budget) noexcept override {
     if (reclaiming_) return 0;
-    std::uint32_t n = 0;
-    while (n < budget) {
-      std::uint16_t len[kBatch];
-      Buf b[kBatch];
-      const std::uint32_t m = p_.rxd.pop(len, std::min(budget - n, kBatch));
-      if (!m) break;
-      [[maybe_unused]] const std::uint32_t got = rx_bufs_.pop(b, m);
-      assert(got == m);  // the oldest posted are the ones written
-      for (std::uint32_t j = 0; j < m; ++j) out[n + j] = {b[j], kHeadroom, len[j]};
-      n += m;
-    }
+    // Read in place: both rings are consumed here, and only the lengths'
+    // lines are shared with the hardware.
+    const std::uint32_t n = p_.rxd.peek(budget);
+    [[maybe_unused]] const std::uint32_t got = rx_bufs_.peek(n);
+    assert(got == n);  // the oldest posted are the ones written
+    for (std::uint32_t j = 0; j < n; ++j) out[j] = {rx_bufs_.cons_slot(j), kHeadroom, p_.rxd.cons_slot(j)};
+    p_.rxd.release(n);
+    rx_bufs_.release(n);
     if (n) p_.rx_frames.add(n);
     return n;
   }

@@ -36,38 +36,56 @@ class SpscRing {
     }
     return free;
   }
-  // Pushes v[0..k), k = min(n, free), and returns k.
-  std::uint32_t push(const T* v, std::uint32_t n) noexcept {
+  // In place: up to n free slots, returned as k; fill prod_slot(0..k) and
+  // publish them with submit(k). Nothing is visible to the consumer before.
+  std::uint32_t reserve(std::uint32_t n) noexcept {
     std::uint32_t free = mask_ + 1 - (prod_.tail - prod_.cached_head);
     if (free < n) {
       prod_.cached_head = head_.load(std::memory_order_acquire);  // as in free_slots()
       free = mask_ + 1 - (prod_.tail - prod_.cached_head);
     }
-    if (n > free) n = free;
-    for (std::uint32_t i = 0; i < n; ++i) slots_[(prod_.tail + i) & mask_] = v[i];
-    prod_.tail += n;
-    // Release: the slots written above are visible before the new tail;
-    // pairs with the consumer's acquire-load in pop().
-    if (n) tail_.store(prod_.tail, std::memory_order_release);
+    return n < free ? n : free;
+  }
+  T& prod_slot(std::uint32_t i) noexcept { return slots_[(prod_.tail + i) & mask_]; }
+  void submit(std::uint32_t k) noexcept {
+    prod_.tail += k;
+    // Release: the slots written before are visible before the new tail;
+    // pairs with the consumer's acquire-load in peek().
+    if (k) tail_.store(prod_.tail, std::memory_order_release);
+  }
+  // Pushes v[0..k), k = min(n, free), and returns k.
+  std::uint32_t push(const T* v, std::uint32_t n) noexcept {
+    n = reserve(n);
+    for (std::uint32_t i = 0; i < n; ++i) prod_slot(i) = v[i];
+    submit(n);
     return n;
   }
 
   // ---- consumer -------------------------------------------------------------
 
-  // Pops up to n entries into out and returns how many.
-  std::uint32_t pop(T* out, std::uint32_t n) noexcept {
+  // In place: up to n filled slots, returned as k; read cons_slot(0..k)
+  // and give them back with release(k).
+  std::uint32_t peek(std::uint32_t n) noexcept {
     std::uint32_t avail = cons_.cached_tail - cons_.head;
     if (avail < n) {
       // Acquire: pairs with the producer's release-store of tail.
       cons_.cached_tail = tail_.load(std::memory_order_acquire);
       avail = cons_.cached_tail - cons_.head;
     }
-    if (n > avail) n = avail;
-    for (std::uint32_t i = 0; i < n; ++i) out[i] = slots_[(cons_.head + i) & mask_];
-    cons_.head += n;
+    return n < avail ? n : avail;
+  }
+  const T& cons_slot(std::uint32_t i) const noexcept { return slots_[(cons_.head + i) & mask_]; }
+  void release(std::uint32_t k) noexcept {
+    cons_.head += k;
     // Release: our reads of the slots happen before the producer may reuse
     // them; pairs with the producer's acquire-load of head.
-    if (n) head_.store(cons_.head, std::memory_order_release);
+    if (k) head_.store(cons_.head, std::memory_order_release);
+  }
+  // Pops up to n entries into out and returns how many.
+  std::uint32_t pop(T* out, std::uint32_t n) noexcept {
+    n = peek(n);
+    for (std::uint32_t i = 0; i < n; ++i) out[i] = cons_slot(i);
+    release(n);
     return n;
   }
 

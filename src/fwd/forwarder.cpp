@@ -60,11 +60,11 @@ struct alignas(64) Forwarder::Thread {
   std::vector<std::byte*> stack;
 
   // Per-target TX bulk queues (XDP's devmap bulk queue): filled during one
-  // device's RX batch, flushed with one tx() per target at its end.
+  // device's RX batch, flushed with one tx() per target at its end, so
+  // every frame in them came in on that one device.
   struct Bulk {
     std::uint32_t n = 0;
     Frame f[kBudget];
-    std::uint16_t ingress[kBudget];
   };
   std::vector<Bulk> bq;  // index = target device
 };
@@ -267,15 +267,13 @@ void Forwarder::fill(Thread& t, std::uint32_t d) {
   }
 }
 
-void Forwarder::flush_tx(Thread& t) {
+void Forwarder::flush_tx(Thread& t, std::uint32_t ingress) {
   for (std::uint32_t tg = 0; tg < t.bq.size(); ++tg) {
     Thread::Bulk& q = t.bq[tg];
     if (!q.n) continue;
     const std::uint32_t k = devs_[tg]->tx(q.f, q.n);
-    std::uint32_t redirected = 0;
-    for (std::uint32_t i = 0; i < k; ++i) redirected += q.ingress[i] != tg;
     t.tx.add(k);
-    t.redirect.add(redirected);
+    if (tg != ingress) t.redirect.add(k);
     if (k < q.n) {
       t.dropped[static_cast<std::size_t>(DropReason::tx_full)].add(q.n - k);
       for (std::uint32_t i = k; i < q.n; ++i) recycle(t, q.f[i].buf);
@@ -327,9 +325,8 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
         case Action::kRedirect: {
           const std::uint32_t tg = vi.action == Action::kTx ? d : vi.target;
           Thread::Bulk& q = t.bq[tg];
-          q.f[q.n] = {b, static_cast<std::uint32_t>(c.data - b.base),
-                      static_cast<std::uint32_t>(c.data_end - c.data)};
-          q.ingress[q.n++] = static_cast<std::uint16_t>(d);
+          q.f[q.n++] = {b, static_cast<std::uint32_t>(c.data - b.base),
+                        static_cast<std::uint32_t>(c.data_end - c.data)};
           continue;
         }
         case Action::kPass: {
@@ -369,7 +366,7 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
     for (std::size_t r = 0; r < kDropReasons; ++r)
       if (drops[r]) t.dropped[r].add(drops[r]);
     // 3. One tx() per target for the whole batch (xdp_do_flush).
-    flush_tx(t);
+    flush_tx(t, d);
   }
 
   // 4. Top the RX ring up.

@@ -147,7 +147,7 @@ class Forwarder {
   struct Thread;  // one polling thread and its per-thread state
   void run(Thread& t);
   void poll_device(Thread& t, std::uint32_t d, bool filling);
-  void flush_tx(Thread& t);
+  void flush_tx(Thread& t, std::uint32_t ingress);
   void fill(Thread& t, std::uint32_t d);
   void free_bufs(Thread& t, const Buf* bufs, std::uint32_t n);
   void recycle(Thread& t, const Buf& b);

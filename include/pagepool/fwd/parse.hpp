@@ -203,12 +203,15 @@ ParseStatus parse_ipv6(const std::byte* ip, std::size_t avail, Parsed* out) noex
   std::memcpy(k.daddr, ip + 24, 16);
   std::uint8_t nh = load_u8(ip + 6);
   std::size_t off = kIpv6HeaderLen;
-  bool later_fragment = false;
-  out->fragment = false;
+  bool fragment = false, later_fragment = false;
   if (is_ipv6_ext(nh)) [[unlikely]] {
-    const ParseStatus st = ipv6_ext_walk(ip, ip_end, &off, &nh, &out->fragment, &later_fragment);
+    // Locals, not out's fields: a pointer into *out passed to a call that
+    // does not inline would keep every store to *out alive, where a
+    // program that reads only some of Parsed needs the others never stored.
+    const ParseStatus st = ipv6_ext_walk(ip, ip_end, &off, &nh, &fragment, &later_fragment);
     if (st != ParseStatus::kOk) return st;
   }
+  out->fragment = fragment;
   k.proto = nh;
   // off <= 40 + 8 * 2048 (kMaxIpv6ExtHeaders headers of at most 2048 bytes).
   out->l4_off = static_cast<std::uint16_t>(out->l3_off + off);
