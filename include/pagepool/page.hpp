@@ -59,15 +59,23 @@ extern std::atomic<RadixLeaf*> g_radix[kRadixFanout];
 PP_NORETURN void die_bad_page(const void* p, const char* what);
 PP_NORETURN void die_double_put(const Page* p, const char* what);
 
-// Always-on: a put of something that is not a pool page descriptor aborts
-// here instead of corrupting a list.
-PP_FAST_PATH void check_page(const Page* p, const char* what) {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  const auto base = g_arena.base.load(std::memory_order_relaxed);
-  const auto end = g_arena.end.load(std::memory_order_relaxed);
-  if (PP_UNLIKELY(a - base >= end - base || (a & (sizeof(Page) - 1)) != 0))
-    die_bad_page(p, what);
-}
+// The arena's bounds, read once for a batch of checks: they only grow, and
+// every page of the batch reached the caller before the read.
+struct ArenaBounds {
+  std::uintptr_t base, end;
+
+  PP_FAST_PATH static ArenaBounds load() {
+    return {g_arena.base.load(std::memory_order_relaxed), g_arena.end.load(std::memory_order_relaxed)};
+  }
+  // Always-on: a put of something that is not a pool page descriptor aborts
+  // here instead of corrupting a list.
+  PP_FAST_PATH void check(const Page* p, const char* what) const {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    if (PP_UNLIKELY(a - base >= end - base || (a & (sizeof(Page) - 1)) != 0)) die_bad_page(p, what);
+  }
+};
+
+PP_FAST_PATH void check_page(const Page* p, const char* what) { ArenaBounds::load().check(p, what); }
 
 PP_FAST_PATH std::uint32_t page_id(const Page* p) {
   return static_cast<std::uint32_t>(

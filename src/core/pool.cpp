@@ -396,31 +396,29 @@ void Pool::put_pages_bulk(Page* const* pages, std::size_t n) {
   // register and stored once. `run` is an owned pool without recycle checks
   // whose cache we are filling; commit() publishes its count.
   Pool* run = nullptr;
-  std::uint32_t run_n = 0, run_added = 0;
+  std::uint32_t run_n = 0, run_start = 0;  // run's cache count now and when the run began
   auto commit = [&] {
     if (!run) return;
-    run->set_cache_count(run_n, run_added);
+    run->set_cache_count(run_n, run_n - run_start);
     run = nullptr;
   };
+  const detail::ArenaBounds arena = detail::ArenaBounds::load();
   for (std::size_t i = 0; i < n; ++i) {
     Page* p = pages[i];
-    detail::check_page(p, "put_pages_bulk");
+    arena.check(p, "put_pages_bulk");
     if (!detail::put_ref(p, "put_pages_bulk")) continue;
     Pool* pool = p->pool.load(std::memory_order_relaxed);
     if (pool == run && run_n < kCacheSize) {
       run->cache_[run_n++] = p;
-      ++run_added;
       continue;
     }
     if (pool->is_owner()) {
       commit();
       if (!pool->checks_.load(std::memory_order_relaxed)) {
         run = pool;
-        run_n = pool->cache_count();
-        run_added = 0;
+        run_n = run_start = pool->cache_count();
         if (run_n < kCacheSize) {
           pool->cache_[run_n++] = p;
-          ++run_added;
           continue;
         }
         commit();  // cache full: the ordinary path spills

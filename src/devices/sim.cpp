@@ -416,11 +416,12 @@ std::uint32_t SimHw::verify(const TxDesc* fr, std::uint32_t k) {
       ++i;
       continue;
     }
-    // (id % 64 is the sequence number's: the origin sits above bit 48.)
-    const std::uint64_t origin = id[i] >> 48, word = (id[i] & kSeqMask) / 64;
+    // (id % 64 is the sequence number's: the origin sits above bit 48, so
+    // id / 64 is origin and word together; kBadId's is no valid id's.)
+    const std::uint64_t origin = id[i] >> 48, word = (id[i] & kSeqMask) / 64, run = id[i] / 64;
     std::uint64_t mask = std::uint64_t{1} << (id[i] % 64);
     std::uint32_t j = i + 1;
-    for (; j < k && id[j] != kBadId && id[j] >> 48 == origin && (id[j] & kSeqMask) / 64 == word; ++j) {
+    for (; j < k && id[j] / 64 == run; ++j) {
       const std::uint64_t bit = std::uint64_t{1} << (id[j] % 64);
       if (mask & bit) break;
       mask |= bit;
@@ -535,20 +536,15 @@ class SimDevice final : public Device {
   std::uint32_t tx(const Frame* frames, std::uint32_t n) noexcept override {
     p_.tx_lock.lock();
     std::uint32_t k = 0;
-    while (!p_.tx_closed && k < n) {
-      Buf b[kBatch];
-      TxDesc d[kBatch];
-      const std::uint32_t m = std::min({n - k, kBatch, tx_bufs_.free_slots()});
-      if (!m) break;
-      for (std::uint32_t j = 0; j < m; ++j) {
-        const Frame& f = frames[k + j];
-        b[j] = f.buf;
-        d[j] = {f.buf.base, f.off, f.len};
-      }
-      tx_bufs_.push(b, m);
-      [[maybe_unused]] const std::uint32_t q = p_.txq.push(d, m);
-      assert(q == m);
-      k += m;
+    if (!p_.tx_closed) {
+      // In place, one ring after the other, as fill().
+      k = tx_bufs_.reserve(n);
+      for (std::uint32_t j = 0; j < k; ++j) tx_bufs_.prod_slot(j) = frames[j].buf;
+      tx_bufs_.submit(k);
+      [[maybe_unused]] const std::uint32_t q = p_.txq.reserve(k);
+      assert(q == k);  // room: see above
+      for (std::uint32_t j = 0; j < k; ++j) p_.txq.prod_slot(j) = {frames[j].buf.base, frames[j].off, frames[j].len};
+      p_.txq.submit(k);
     }
     p_.tx_frames.add(k);
     if (k < n) p_.tx_ring_full.add(n - k);

@@ -315,8 +315,12 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
       const Buf& b = fr[i].buf;
       const XdpMd& c = ctx[i];
       Verdict vi = v[i];
-      // The program may move the frame's bounds, but only inside its buffer.
-      if (c.data < b.base || c.data_end < c.data || c.data_end > b.base + kBufBytes)
+      // The program may move the frame's bounds, but only inside its buffer:
+      // base <= data <= data_end <= base + kBufBytes. As unsigned differences
+      // (a bound below its lower limit wraps to a huge value), two compares.
+      const auto off = reinterpret_cast<std::uintptr_t>(c.data) - reinterpret_cast<std::uintptr_t>(b.base);
+      const auto len = reinterpret_cast<std::uintptr_t>(c.data_end) - reinterpret_cast<std::uintptr_t>(c.data);
+      if (off > kBufBytes || len > kBufBytes - off)
         vi = Verdict::drop(DropReason::aborted);
       else if (vi.action == Action::kRedirect && vi.target >= ndev)
         vi = Verdict::drop(DropReason::bad_target);
@@ -325,13 +329,11 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
         case Action::kRedirect: {
           const std::uint32_t tg = vi.action == Action::kTx ? d : vi.target;
           Thread::Bulk& q = t.bq[tg];
-          q.f[q.n++] = {b, static_cast<std::uint32_t>(c.data - b.base),
-                        static_cast<std::uint32_t>(c.data_end - c.data)};
+          q.f[q.n++] = {b, static_cast<std::uint32_t>(off), static_cast<std::uint32_t>(len)};
           continue;
         }
         case Action::kPass: {
           // The slow path gets its own copy; the page goes back at once.
-          const auto len = static_cast<std::size_t>(c.data_end - c.data);
           auto* copy = static_cast<std::byte*>(std::malloc(len ? len : 1));
           if (!copy) {
             ++drops[static_cast<std::size_t>(DropReason::aborted)];  // no memory for the slow path

@@ -6,6 +6,7 @@
 // slot writes against the index stores.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <thread>
