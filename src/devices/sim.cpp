@@ -185,7 +185,13 @@ struct Port {
   // back. Its own line: it is the one field the driver polls for TX.
   alignas(64) std::atomic<std::uint64_t> completed{0};
 
+  // Each group below has lines of its own: a line one thread writes and the
+  // other reads or writes crosses between the CPUs every time (a few times
+  // per batch when the two groups of counters and the TX lock shared one).
+
   // ---- hardware thread only (the polling thread after `stopped`) ----
+  // seq is also read by the stamp check of frames from other ports: that is
+  // the hardware thread too.
   alignas(64) std::vector<std::uint64_t> pend;  // FIFO of due times (now_ns()), pend.size() a power of two
   std::uint32_t pend_head = 0, pend_n = 0;
   const std::uint32_t pend_mask = std::uint32_t(pend.size()) - 1;
@@ -195,23 +201,22 @@ struct Port {
   std::uint64_t rng;
   double credit = 0;       // frames the rate allows now
   std::uint64_t last_ns = 0;
+  // Counters the hardware thread writes (DeviceStats).
+  Count rx_no_buf, wire_sent, wire_received, wire_duplicate, wire_corrupt, wire_unchecked, hw_busy;
 
-  // ---- control ----
+  // ---- control: written once or twice a run, read by the hardware every pass ----
   // seq_cst, with the hardware's epoch: see SimDevice::quiesce().
-  std::atomic<bool> gen{false};
+  alignas(64) std::atomic<bool> gen{false};
   // Polling thread -> hardware: leave this port for good (seq_cst store,
   // seq_cst load); hardware -> polling thread: done (release; acquire).
   std::atomic<bool> stop_req{false}, stopped{false};
 
-  // ---- TX producers, under tx_lock ----
-  SpinLock tx_lock;
+  // ---- the polling thread, and TX producers under tx_lock ----
+  alignas(64) SpinLock tx_lock;
   bool tx_closed = false;  // reclaim() started: tx() refuses everything
-
   // Counters (DeviceStats). Writers: rx/tx_completed/reclaimed the polling
-  // thread; tx_frames/tx_ring_full/accepted the tx_lock holder; wire_*,
-  // rx_no_buf and hw_busy the hardware thread.
-  Count rx_frames, tx_frames, tx_completed, tx_ring_full, rx_no_buf, reclaimed, reclaimed_tx;
-  Count wire_sent, wire_received, wire_duplicate, wire_corrupt, wire_unchecked, hw_busy;
+  // thread; tx_frames/tx_ring_full the tx_lock holder.
+  Count rx_frames, tx_frames, tx_completed, tx_ring_full, reclaimed, reclaimed_tx;
 };
 
 // Hardware thread only: the sequence numbers of one origin port's frames
@@ -524,7 +529,7 @@ class SimDevice final : public Device {
     const std::uint32_t n = tx_bufs_.pop(out, std::uint32_t(std::min<std::uint64_t>(budget, ready)));
     if (n) {
       p_.tx_completed.add(n);
-      done_.fetch_add(n, std::memory_order_release);  // pairs with tx_outstanding()
+      add_release(done_, n);  // pairs with tx_outstanding()
     }
     return n;
   }
@@ -548,7 +553,7 @@ class SimDevice final : public Device {
     }
     p_.tx_frames.add(k);
     if (k < n) p_.tx_ring_full.add(n - k);
-    accepted_.fetch_add(k, std::memory_order_release);
+    add_release(accepted_, k);
     p_.tx_lock.unlock();
     return k;
   }
@@ -586,7 +591,7 @@ class SimDevice final : public Device {
     k += tx;
     if (tx) {
       p_.reclaimed_tx.add(tx);
-      done_.fetch_add(tx, std::memory_order_release);
+      add_release(done_, tx);
     }
     p_.reclaimed.add(k);
     return k;
@@ -627,7 +632,14 @@ class SimDevice final : public Device {
   // polling thread pops.
   SpscRing<Buf> rx_bufs_;
   SpscRing<Buf> tx_bufs_;
-  // TX accepted (tx_lock holders) and returned (complete/reclaim).
+  // TX accepted (tx_lock holders) and returned (complete/reclaim: the
+  // polling thread). One writer at a time each (the lock orders
+  // successive holders), so a load and a release-store count: no locked
+  // instruction, which would wait for every store before it, ring stores
+  // to lines the other CPU holds among them.
+  static void add_release(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  }
   std::atomic<std::uint64_t> accepted_{0}, done_{0};
 };
 

@@ -75,10 +75,21 @@ if [[ $? -ne 0 ]] || ! jq -e '.accounting_ok and .baseline.accounting_ok and .ba
   echo "FAIL: --baseline stack run: $out"
   fails=$((fails + 1))
 fi
+# With a CPU each for the hardware thread and the poller (pinned), every run
+# reports the cache-line round trip between them, measured just before it.
+if [[ $(nproc) -ge 2 ]] && ! jq -e '[.runs.pool_line_round_trip_cycles, .runs.stack_line_round_trip_cycles]
+      | all(length == 1 and .[0] > 0)' >/dev/null <<<"$out"; then
+  echo "FAIL: --baseline stack run: no line round trip per run: $out"
+  fails=$((fails + 1))
+fi
 out=$(timeout 60 "$fwd" --baseline stack --repeat 1 --duration 0.3 --quiet)
 if [[ $? -ne 0 ]] || ! grep -q "pool vs stack baseline" <<<"$out" || ! grep -q "accounting (stack): every frame" <<<"$out" \
     || ! grep -q "polling thread's own cost" <<<"$out" || ! grep -q "sim's hardware thread" <<<"$out"; then
   echo "FAIL: --baseline stack summary: $out"
+  fails=$((fails + 1))
+fi
+if [[ $(nproc) -ge 2 ]] && ! grep -q "a cache line between the two threads' CPUs and back: [0-9]* TSC cycles" <<<"$out"; then
+  echo "FAIL: --baseline stack summary without the line round trip: $out"
   fails=$((fails + 1))
 fi
 expect_error 2 "needs sim devices" --dev xsk:lo --baseline stack

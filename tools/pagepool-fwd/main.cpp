@@ -11,9 +11,11 @@
 // option (also one that a device refuses when it opens, e.g. a queue
 // number past 65535 or one socket given twice); 3: the run's packet
 // accounting does not add up or pages are left out.
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -144,11 +146,66 @@ void live_line(FILE* out, const char* mode, double t, const Snapshot& a, const S
 struct RunResult {
   pf::Report rep;
   std::vector<std::string> errors;
+  double line_rt = 0;  // line_round_trip() between the run's CPUs just before it; 0: not pinned
 };
+
+// TSC cycles for one cache line to go from CPU a to CPU b and back: two
+// threads pinned there take turns writing it, 4096 times; the median of
+// five such rounds. Every ring line and every frame line between the sim's
+// hardware thread and a poller makes that trip, so it says what a run on
+// these CPUs can reach: on these VMs it is about 170 cycles at some times
+// and about 900 at others (the host moves the two vCPUs apart), and the
+// costs of both threads follow it. 0 when a CPU cannot be pinned.
+double line_round_trip(int a, int b) {
+  constexpr int kTrips = 4096, kRounds = 5;
+  alignas(64) std::atomic<std::uint32_t> ball{0};
+  // Both threads pin themselves, then meet here; if either could not, both
+  // leave (two spinning threads sharing one CPU would take a scheduler
+  // slice per turn).
+  std::atomic<int> arrived{0};
+  std::atomic<bool> pinned{true};
+  auto pin_and_meet = [&](int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) pinned.store(false);
+    arrived.fetch_add(1);
+    while (arrived.load() < 2) sched_yield();
+    return pinned.load();
+  };
+  std::vector<double> rounds;
+  // Acquire/release: each side's turn is the other's store; the loads spin
+  // on the line until it arrives.
+  std::thread peer([&] {
+    if (!pin_and_meet(b)) return;
+    for (std::uint32_t i = 0; i < std::uint32_t(kTrips * kRounds); ++i) {
+      while (ball.load(std::memory_order_acquire) != 2 * i + 1) _mm_pause();
+      ball.store(2 * i + 2, std::memory_order_release);
+    }
+  });
+  std::thread self([&] {
+    if (!pin_and_meet(a)) return;
+    std::uint32_t i = 0;
+    for (int r = 0; r < kRounds; ++r) {
+      const std::uint64_t t0 = __rdtsc();
+      for (int k = 0; k < kTrips; ++k, ++i) {
+        ball.store(2 * i + 1, std::memory_order_release);
+        while (ball.load(std::memory_order_acquire) != 2 * i + 2) _mm_pause();
+      }
+      rounds.push_back(double(__rdtsc() - t0) / kTrips);
+    }
+  });
+  self.join();
+  peer.join();
+  if (rounds.empty()) return 0;
+  std::sort(rounds.begin(), rounds.end());
+  return rounds[kRounds / 2];
+}
 
 // One run: with pool pages (baseline = nullptr) or with the named heap
 // baseline ("malloc" or "stack").
 RunResult run_once(const Config& c, const char* baseline, FILE* live) {
+  const double rt = c.hw_cpu >= 0 && !c.cpus.empty() ? line_round_trip(c.hw_cpu, c.cpus[0]) : 0;
   auto devs = open_devices(c);
   pf::ForwarderOptions fo;
   fo.threads = c.threads;
@@ -180,6 +237,7 @@ RunResult run_once(const Config& c, const char* baseline, FILE* live) {
     }
   }
   RunResult r;
+  r.line_rt = rt;
   r.rep = fwd.stop();
   r.errors = pf::accounting_errors(r.rep, is_sim(c.devs[0]));
   return r;
@@ -209,10 +267,13 @@ double hw_per_frame(const pf::Report& r) {
 // One mode's figures over its runs (pool or baseline), for the medians.
 struct Series {
   std::vector<double> rx, cpf, hw;  // rx Mpps, poller and sim hardware cycles per frame
-  void add(const pf::Report& r) {
+  std::vector<double> rt;           // line_round_trip() before the run (pinned runs)
+  void add(const RunResult& rr) {
+    const pf::Report& r = rr.rep;
     rx.push_back(mpps(r.packets.rx, r.seconds));
     cpf.push_back(per_frame(r));
     hw.push_back(hw_per_frame(r));
+    if (rr.line_rt > 0) rt.push_back(rr.line_rt);
   }
 };
 
@@ -473,11 +534,11 @@ int main(int argc, char** argv) {
   try {
     for (std::uint32_t i = 0; i < c.repeat && !g_interrupted.load(); ++i) {
       pool = run_once(c, nullptr, live);
-      pool_runs.add(pool.rep);
+      pool_runs.add(pool);
       all_ok &= pool.errors.empty();
       if (c.baseline != "none" && !g_interrupted.load()) {
         base = run_once(c, c.baseline.c_str(), live);
-        base_runs.add(base->rep);
+        base_runs.add(*base);
         all_ok &= base->errors.empty();
       }
     }
@@ -501,7 +562,8 @@ int main(int argc, char** argv) {
       j["baseline"] = report_json(base->rep, base->errors);
       j["runs"] = {{"pool_rx_mpps", pool_runs.rx}, {c.baseline + "_rx_mpps", base_runs.rx},
                    {"pool_cycles_per_frame", pool_runs.cpf}, {c.baseline + "_cycles_per_frame", base_runs.cpf},
-                   {"pool_hw_cycles_per_frame", pool_runs.hw}, {c.baseline + "_hw_cycles_per_frame", base_runs.hw}};
+                   {"pool_hw_cycles_per_frame", pool_runs.hw}, {c.baseline + "_hw_cycles_per_frame", base_runs.hw},
+                   {"pool_line_round_trip_cycles", pool_runs.rt}, {c.baseline + "_line_round_trip_cycles", base_runs.rt}};
       j["speedup_rx"] = base_med > 0 ? pool_med / base_med : 0.0;
       j["cycles_per_frame_ratio"] = pool_cpf_med > 0 ? base_cpf_med / pool_cpf_med : 0.0;
     }
@@ -525,6 +587,12 @@ int main(int argc, char** argv) {
       std::printf("  the sim's hardware thread: %.1f (pool) vs %.1f (%s) TSC cycles a frame%s; a run goes at "
                   "the pace of the slower of it and the polling thread\n",
                   pool_hw_med, base_hw_med, bn, runs > 1 ? " (medians)" : "");
+    std::vector<double> rts = pool_runs.rt;
+    rts.insert(rts.end(), base_runs.rt.begin(), base_runs.rt.end());
+    if (base && !rts.empty())
+      std::printf("  a cache line between the two threads' CPUs and back: %.0f TSC cycles (median before each "
+                  "run, %.0f..%.0f); both threads' costs follow it (see docs/forwarding.md)\n",
+                  median(rts), *std::min_element(rts.begin(), rts.end()), *std::max_element(rts.begin(), rts.end()));
     if (!all_ok) std::printf("  accounting FAILED in at least one run (exit 3)\n");
   }
   return all_ok ? 0 : 3;
