@@ -439,13 +439,19 @@ std::uint32_t SimHw::verify(const TxDesc* fr, std::uint32_t k) {
   return bad;
 }
 
+// Adds n to a count with one writer at a time (relaxed load: the writer
+// sees its own last store) and publishes it with a release-store: no locked
+// instruction, which would wait for every store before it, ring stores to
+// lines the other CPU holds among them.
+void add_release(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_release);
+}
+
 // Completes k more TX descriptors, in order. Release: this thread's reads
 // of their frames (verify) happen before the driver reuses the buffers;
-// pairs with the acquire-load in SimDevice::complete().
-void complete_n(Port& p, std::uint32_t k) noexcept {
-  // Relaxed load: this thread is the only writer.
-  p.completed.store(p.completed.load(std::memory_order_relaxed) + k, std::memory_order_release);
-}
+// pairs with the acquire-load in SimDevice::complete(). This thread is the
+// only writer.
+void complete_n(Port& p, std::uint32_t k) noexcept { add_release(p.completed, k); }
 
 std::uint32_t SimHw::transmit(Port& p, std::uint64_t now) {
   // Without a completion delay and with nothing waiting, a descriptor
@@ -634,12 +640,7 @@ class SimDevice final : public Device {
   SpscRing<Buf> tx_bufs_;
   // TX accepted (tx_lock holders) and returned (complete/reclaim: the
   // polling thread). One writer at a time each (the lock orders
-  // successive holders), so a load and a release-store count: no locked
-  // instruction, which would wait for every store before it, ring stores
-  // to lines the other CPU holds among them.
-  static void add_release(std::atomic<std::uint64_t>& c, std::uint64_t n) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_release);
-  }
+  // successive holders), so add_release counts them.
   std::atomic<std::uint64_t> accepted_{0}, done_{0};
 };
 
