@@ -303,9 +303,16 @@ void Forwarder::poll_device(Thread& t, std::uint32_t d, bool filling) {
     XdpMd ctx[kBudget];
     Verdict v[kBudget];
     const std::uint32_t q = dev.rx_queue();
+    // Each frame's first line is prefetched here, as drivers do before
+    // building their XDP buffers: the device wrote it from another CPU, so
+    // the program's first load of it misses, and the batch's misses
+    // overlap instead of waiting one after the other in the program.
+    // Measured (docs/forwarding.md): the poller 2.5 % cheaper a frame with
+    // pool pages, 8.5 % with the malloc baseline's colder buffers.
     for (std::uint32_t i = 0; i < n; ++i) {
       std::byte* base = fr[i].buf.base;
       ctx[i] = {base + fr[i].off, base + fr[i].off + fr[i].len, base, kBufBytes, d, q, ndev};
+      __builtin_prefetch(ctx[i].data, 0, 3);
     }
     prog_->run(ctx, v, n);
 
