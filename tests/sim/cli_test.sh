@@ -94,5 +94,32 @@ if [[ $(nproc) -ge 2 ]] && ! grep -q "a cache line between the two threads' CPUs
 fi
 expect_error 2 "needs sim devices" --dev xsk:lo --baseline stack
 
+# Per interleaved pair: the rx ratio of pool run i to baseline run i, their
+# median, and (pinned runs) the pairs split by the round-trip probe: near
+# when both runs' probes are within far_factor of the set's lowest, far
+# when both are above it. Recomputed here from the per-run figures.
+out=$(timeout 60 "$fwd" --baseline stack --repeat 3 --duration 0.2 --json --quiet)
+if [[ $? -ne 0 ]] || ! jq -e '
+      .runs as $r | .pairs as $p
+      | ([range(3) | $r.pool_rx_mpps[.] / $r.stack_rx_mpps[.]]) as $want
+      | ($p.speedup_rx | length) == 3
+      and ([range(3) | (($p.speedup_rx[.] - $want[.]) | fabs) < 1e-9 * $want[.]] | all)
+      and $p.median == ($p.speedup_rx | sort | .[1])
+      and (if ($r.pool_line_round_trip_cycles | length) == 3 then
+             ([$r.pool_line_round_trip_cycles[], $r.stack_line_round_trip_cycles[]] | min) as $lo
+             | [range(3) | [$r.pool_line_round_trip_cycles[.], $r.stack_line_round_trip_cycles[.]]
+                         | map(. > $p.far_factor * $lo)] as $far
+             | $p.near.pairs == ([$far[] | select(any | not)] | length)
+               and $p.far.pairs == ([$far[] | select(all)] | length)
+           else $p.near.pairs == 0 and $p.far.pairs == 0 end)' >/dev/null <<<"$out"; then
+  echo "FAIL: --repeat 3 pairs: $out"
+  fails=$((fails + 1))
+fi
+out=$(timeout 60 "$fwd" --baseline stack --repeat 2 --duration 0.2 --quiet)
+if [[ $? -ne 0 ]] || ! grep -q "per interleaved pair (pool run / the stack run after it): median [0-9.]*x" <<<"$out"; then
+  echo "FAIL: --repeat 2 summary without the per-pair ratio: $out"
+  fails=$((fails + 1))
+fi
+
 [[ $fails -eq 0 ]] && echo "cli_test: all passed"
 exit $((fails > 0))

@@ -268,14 +268,56 @@ double hw_per_frame(const pf::Report& r) {
 struct Series {
   std::vector<double> rx, cpf, hw;  // rx Mpps, poller and sim hardware cycles per frame
   std::vector<double> rt;           // line_round_trip() before the run (pinned runs)
+  std::vector<double> probe;        // the same per run, 0 where not measured
   void add(const RunResult& rr) {
     const pf::Report& r = rr.rep;
     rx.push_back(mpps(r.packets.rx, r.seconds));
     cpf.push_back(per_frame(r));
     hw.push_back(hw_per_frame(r));
     if (rr.line_rt > 0) rt.push_back(rr.line_rt);
+    probe.push_back(rr.line_rt);
   }
 };
+
+// The rx ratio of each interleaved pair (pool run i and the baseline run
+// right after it), and its medians by placement. The round trips before
+// the runs are bimodal on these VMs (~170 or ~900 TSC cycles): a run is
+// "near" when its probe is within kFarFactor of the lowest probe of the
+// whole set, and a pair counts as near (far) when both its runs are. A
+// set whose runs straddle the two has a ratio of medians that compares
+// runs of one kind with runs of the other; the pairs' do not.
+struct Pairs {
+  static constexpr double kFarFactor = 2.0;
+  std::vector<double> ratio;
+  double median = 0, min = 0, max = 0;
+  std::vector<double> near, far;  // ratios of the pairs of each kind
+  bool mixed = false;             // some runs' probes near, some far
+};
+
+Pairs pair_ratios(const Series& pool, const Series& base) {
+  Pairs p;
+  const std::size_t n = std::min(pool.rx.size(), base.rx.size());
+  double lowest = 0;
+  for (const Series* s : {&pool, &base})
+    for (std::size_t i = 0; i < n; ++i)
+      if (s->probe[i] > 0 && (lowest == 0 || s->probe[i] < lowest)) lowest = s->probe[i];
+  const auto far_run = [&](double rt) { return rt > Pairs::kFarFactor * lowest; };
+  for (std::size_t i = 0; i < n; ++i) {
+    const double r = base.rx[i] > 0 ? pool.rx[i] / base.rx[i] : 0.0;
+    p.ratio.push_back(r);
+    const double a = pool.probe[i], b = base.probe[i];
+    if (a <= 0 || b <= 0) continue;  // not pinned: no placement to tell
+    p.mixed |= far_run(a) || far_run(b);
+    if (!far_run(a) && !far_run(b)) p.near.push_back(r);
+    if (far_run(a) && far_run(b)) p.far.push_back(r);
+  }
+  if (!p.ratio.empty()) {
+    p.median = median(p.ratio);
+    p.min = *std::min_element(p.ratio.begin(), p.ratio.end());
+    p.max = *std::max_element(p.ratio.begin(), p.ratio.end());
+  }
+  return p;
+}
 
 json report_json(const pf::Report& r, const std::vector<std::string>& errors) {
   json j;
@@ -551,6 +593,7 @@ int main(int argc, char** argv) {
   const double pool_cpf_med = median(pool_runs.cpf), base_cpf_med = median(base_runs.cpf);
   const double pool_hw_med = median(pool_runs.hw), base_hw_med = median(base_runs.hw);
   const std::size_t runs = pool_runs.rx.size();
+  const Pairs pairs = pair_ratios(pool_runs, base_runs);
 
   if (c.json) {
     json j = report_json(pool.rep, pool.errors);
@@ -566,6 +609,11 @@ int main(int argc, char** argv) {
                    {"pool_line_round_trip_cycles", pool_runs.rt}, {c.baseline + "_line_round_trip_cycles", base_runs.rt}};
       j["speedup_rx"] = base_med > 0 ? pool_med / base_med : 0.0;
       j["cycles_per_frame_ratio"] = pool_cpf_med > 0 ? base_cpf_med / pool_cpf_med : 0.0;
+      j["pairs"] = {{"speedup_rx", pairs.ratio},
+                    {"median", pairs.median},
+                    {"near", {{"pairs", pairs.near.size()}, {"median", median(pairs.near)}}},
+                    {"far", {{"pairs", pairs.far.size()}, {"median", median(pairs.far)}}},
+                    {"far_factor", Pairs::kFarFactor}};
     }
     std::cout << j.dump(2) << std::endl;
   } else {
@@ -593,6 +641,14 @@ int main(int argc, char** argv) {
       std::printf("  a cache line between the two threads' CPUs and back: %.0f TSC cycles (median before each "
                   "run, %.0f..%.0f); both threads' costs follow it (see docs/forwarding.md)\n",
                   median(rts), *std::min_element(rts.begin(), rts.end()), *std::max_element(rts.begin(), rts.end()));
+    if (base && runs > 1)
+      std::printf("  per interleaved pair (pool run / the %s run after it): median %.2fx (%.2f..%.2f)\n", bn,
+                  pairs.median, pairs.min, pairs.max);
+    if (base && pairs.mixed)
+      std::printf("  the placements differed between runs (round trips more than %.0fx the lowest): pairs with "
+                  "both near %.2fx (median of %zu), both far %.2fx (median of %zu); the ratio of medians above "
+                  "mixes them\n",
+                  Pairs::kFarFactor, median(pairs.near), pairs.near.size(), median(pairs.far), pairs.far.size());
     if (!all_ok) std::printf("  accounting FAILED in at least one run (exit 3)\n");
   }
   return all_ok ? 0 : 3;
