@@ -267,15 +267,20 @@ double hw_per_frame(const pf::Report& r) {
 // One mode's figures over its runs (pool or baseline), for the medians.
 struct Series {
   std::vector<double> rx, cpf, hw;  // rx Mpps, poller and sim hardware cycles per frame
-  std::vector<double> rt;           // line_round_trip() before the run (pinned runs)
-  std::vector<double> probe;        // the same per run, 0 where not measured
+  std::vector<double> probe;        // line_round_trip() before the run, 0 where not measured
   void add(const RunResult& rr) {
     const pf::Report& r = rr.rep;
     rx.push_back(mpps(r.packets.rx, r.seconds));
     cpf.push_back(per_frame(r));
     hw.push_back(hw_per_frame(r));
-    if (rr.line_rt > 0) rt.push_back(rr.line_rt);
     probe.push_back(rr.line_rt);
+  }
+  // The round trips measured (pinned runs), in run order.
+  std::vector<double> measured() const {
+    std::vector<double> m;
+    for (double x : probe)
+      if (x > 0) m.push_back(x);
+    return m;
   }
 };
 
@@ -606,7 +611,8 @@ int main(int argc, char** argv) {
       j["runs"] = {{"pool_rx_mpps", pool_runs.rx}, {c.baseline + "_rx_mpps", base_runs.rx},
                    {"pool_cycles_per_frame", pool_runs.cpf}, {c.baseline + "_cycles_per_frame", base_runs.cpf},
                    {"pool_hw_cycles_per_frame", pool_runs.hw}, {c.baseline + "_hw_cycles_per_frame", base_runs.hw},
-                   {"pool_line_round_trip_cycles", pool_runs.rt}, {c.baseline + "_line_round_trip_cycles", base_runs.rt}};
+                   {"pool_line_round_trip_cycles", pool_runs.measured()},
+                   {c.baseline + "_line_round_trip_cycles", base_runs.measured()}};
       j["speedup_rx"] = base_med > 0 ? pool_med / base_med : 0.0;
       j["cycles_per_frame_ratio"] = pool_cpf_med > 0 ? base_cpf_med / pool_cpf_med : 0.0;
       j["pairs"] = {{"speedup_rx", pairs.ratio},
@@ -635,8 +641,8 @@ int main(int argc, char** argv) {
       std::printf("  the sim's hardware thread: %.1f (pool) vs %.1f (%s) TSC cycles a frame%s; a run goes at "
                   "the pace of the slower of it and the polling thread\n",
                   pool_hw_med, base_hw_med, bn, runs > 1 ? " (medians)" : "");
-    std::vector<double> rts = pool_runs.rt;
-    rts.insert(rts.end(), base_runs.rt.begin(), base_runs.rt.end());
+    std::vector<double> rts = pool_runs.measured();
+    for (double x : base_runs.measured()) rts.push_back(x);
     if (base && !rts.empty())
       std::printf("  a cache line between the two threads' CPUs and back: %.0f TSC cycles (median before each "
                   "run, %.0f..%.0f); both threads' costs follow it (see docs/forwarding.md)\n",
