@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 
@@ -305,7 +306,7 @@ LinkCounters link_counters(const std::string& ifname) {
 void touch_ready_file(const std::string& path) {
   if (path.empty()) return;
   std::ofstream f(path, std::ios::trunc);
-  f << "ready\n";
+  f << getpid() << '\n';
 }
 
 std::string json_str(std::string_view s) {

@@ -171,7 +171,8 @@ struct LinkCounters {
 };
 LinkCounters link_counters(const std::string& ifname);
 
-// Creates (truncates) `path` so a script can wait for it; no-op if empty.
+// Creates (truncates) `path`, holding this process's PID, so a script can
+// wait for it and signal the tool itself; no-op if empty.
 void touch_ready_file(const std::string& path);
 
 // JSON string literal of s (quotes and escapes).

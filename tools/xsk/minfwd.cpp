@@ -202,7 +202,7 @@ int run(int argc, char** argv) {
   app.add_option("--xdp-mode", mode_s, "XDP attach mode: auto (native, else generic), drv or skb")
       ->check(CLI::IsMember({"auto", "drv", "skb"}));
   app.add_flag("--no-need-wakeup", no_wakeup, "bind without XDP_USE_NEED_WAKEUP (kick every time)");
-  app.add_option("--ready-file", ready_file, "file created once both sockets are bound");
+  app.add_option("--ready-file", ready_file, "file created once both sockets are bound, holding the PID");
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet", quiet, "no per-second lines");
   if (const int rc = xt::parse_cli(app, argc, argv, "xsk-minfwd"); rc >= 0) return rc;

@@ -94,7 +94,7 @@ int run(int argc, char** argv) {
   auto* mode_opt =
       app.add_option("--xdp-mode", mode_s,
                      "with --hook xdp: auto (native, else generic), drv (native) or skb (generic)");
-  app.add_option("--ready-file", ready_file, "file created once the program is attached");
+  app.add_option("--ready-file", ready_file, "file created once the program is attached, holding the PID");
   app.add_flag("--json", json, "print one JSON object at exit (stdout)");
   app.add_flag("--quiet,-q", quiet, "no per-second lines");
   if (const int rc = xt::parse_cli(app, argc, argv, "pagepool-sink"); rc >= 0) return rc;
