@@ -241,10 +241,14 @@ wait "$FWD_PID" || FWD_RC=$?
 # check then waits for a stop that never comes (seen in CI: the sink killed
 # KILL_AFTER s later, 1 run in ~15).
 # Only while it is still timeout's child: never a PID reused by another.
+# A sink that is not (its timeout still running) would count on for its
+# whole --duration: an error, not a slow pass.
 SINK_TOOL_PID=$(cat "$WORK/sink.ready" 2>/dev/null || true)
 if [[ "$SINK_TOOL_PID" =~ ^[0-9]+$ ]] &&
    [[ $(awk '/^PPid:/ {print $2}' "/proc/$SINK_TOOL_PID/status" 2>/dev/null) == "$SINK_PID" ]]; then
   kill -INT "$SINK_TOOL_PID" 2>/dev/null || true
+elif kill -0 "$SINK_PID" 2>/dev/null; then
+  die "pagepool-sink's ready file names no running sink (\"$SINK_TOOL_PID\"); cannot stop it"
 fi
 SINK_RC=0
 wait "$SINK_PID" || SINK_RC=$?
