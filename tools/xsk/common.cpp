@@ -305,8 +305,15 @@ LinkCounters link_counters(const std::string& ifname) {
 
 void touch_ready_file(const std::string& path) {
   if (path.empty()) return;
-  std::ofstream f(path, std::ios::trunc);
-  f << getpid() << '\n';
+  // Written aside and renamed: whoever sees the file sees its PID.
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << getpid() << '\n';
+    if (!f.flush()) throw Error("cannot write the ready file " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw Error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
 }
 
 std::string json_str(std::string_view s) {

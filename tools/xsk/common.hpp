@@ -171,8 +171,9 @@ struct LinkCounters {
 };
 LinkCounters link_counters(const std::string& ifname);
 
-// Creates (truncates) `path`, holding this process's PID, so a script can
-// wait for it and signal the tool itself; no-op if empty.
+// Creates (replaces) `path`, holding this process's PID, so a script can
+// wait for it and signal the tool itself; no-op if empty. Throws Error
+// when it cannot be written.
 void touch_ready_file(const std::string& path);
 
 // JSON string literal of s (quotes and escapes).
