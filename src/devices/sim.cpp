@@ -6,8 +6,10 @@
 // descriptor rings: the hardware sees addresses and lengths only, and
 // works in order, so the driver keeps each buffer's Buf in a ring of its
 // own and pairs them up again by position.
-//   post       driver -> hw   addresses of RX buffers posted by fill()
-//   rxd        hw -> driver   the length of the frame written into each, in
+//   post       driver -> hw   where to write each RX frame: the address of
+//                             a buffer posted by fill() plus its offset
+//                             (headroom and colour, see devices/sim.hpp)
+//   rxd        hw -> driver   the length of the frame written at each, in
 //                             posting order, taken by rx()
 //   txq        driver -> hw   TX descriptors; tx() may come from any thread
 //                             and serialises producers with tx_lock
@@ -49,6 +51,8 @@ constexpr std::uint32_t kMinFrame = 60;  // Ethernet minimum without FCS
 constexpr std::uint32_t kMaxFrame = kBufBytes - kHeadroom;
 constexpr std::uint32_t kBatch = 64;     // descriptors the hardware moves per queue per pass
 constexpr std::uint32_t kStamp = 16;     // (port << 48 | seq, check word) at the frame's end
+constexpr std::uint32_t kColourStep = 64;  // one cache line
+constexpr std::uint32_t kMaxColours = 16;  // frames' first lines spread over 16 L1 sets
 constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << 48) - 1;
 static_assert(kMaxFrame <= 0xffff, "an RX descriptor's length is 16 bits");
 
@@ -80,6 +84,14 @@ std::uint64_t check_word(std::uint64_t id, std::uint32_t len) noexcept {
 void put16(std::uint8_t* p, std::uint32_t v) noexcept {
   const std::uint16_t be = __builtin_bswap16(std::uint16_t(v));
   std::memcpy(p, &be, 2);
+}
+
+// The colours a port's RX frames are spread over (devices/sim.hpp): a
+// power of two, as many as the largest frame leaves room for, 1 = none.
+std::uint32_t colours(const SimOptions& o) noexcept {
+  if (!o.colour) return 1;
+  const std::uint32_t largest = *std::max_element(o.sizes.begin(), o.sizes.end());
+  return std::bit_floor(std::min(kMaxColours, (kMaxFrame - largest) / kColourStep + 1));
 }
 
 // Range reduction without a division: r uniform in 32 bits -> [0, n).
@@ -177,8 +189,8 @@ struct Port {
   }
 
   const std::uint32_t idx;
-  SpscRing<std::byte*> post;       // buffer base addresses
-  SpscRing<std::uint16_t> rxd;     // frame lengths (at kHeadroom), in posting order
+  SpscRing<std::byte*> post;       // frame addresses: buffer + offset
+  SpscRing<std::uint16_t> rxd;     // frame lengths, in posting order
   SpscRing<TxDesc> txq;
   // TX descriptors done: the hardware's release-store after its last read
   // of their frames; the driver's acquire-load before it hands the buffers
@@ -356,9 +368,9 @@ std::uint32_t SimHw::generate(Port& p, std::uint64_t now) {
     want = std::min<std::uint64_t>(want, std::uint64_t(p.credit));
   }
   if (want == 0) return 0;
-  std::byte* bases[kBatch];
+  std::byte* at[kBatch];
   const std::uint32_t k =
-      p.post.pop(bases, std::min<std::uint32_t>(std::uint32_t(want), p.rxd.free_slots()));
+      p.post.pop(at, std::min<std::uint32_t>(std::uint32_t(want), p.rxd.free_slots()));
   std::uint16_t lens[kBatch];
   const std::uint32_t nsizes = std::uint32_t(opt_.sizes.size());
   {
@@ -374,7 +386,8 @@ std::uint32_t SimHw::generate(Port& p, std::uint64_t now) {
       const std::uint64_t r = (rng ^ (rng >> 32)) * 0xd6e8feb86659fd93ull;
       const std::uint32_t len = sizes[reduce(std::uint32_t(r), nsizes)];
       const std::uint32_t flow = reduce(std::uint32_t(r >> 32), flows);
-      write_frame(reinterpret_cast<std::uint8_t*>(bases[i]) + kHeadroom, len, headers[flow], port, seq + i);
+      // Where the driver said: every size fits there (SimDevice's colours).
+      write_frame(reinterpret_cast<std::uint8_t*>(at[i]), len, headers[flow], port, seq + i);
       lens[i] = std::uint16_t(len);
     }
     p.rng = rng;
@@ -490,7 +503,12 @@ class SimDevice final : public Device {
  public:
   SimDevice(std::shared_ptr<SimHw> hw, std::uint32_t idx)
       : hw_(std::move(hw)), p_(hw_->port(idx)), name_("sim" + std::to_string(idx)),
-        rx_bufs_(hw_->options().ring_size), tx_bufs_(hw_->options().ring_size) {}
+        colour_mask_(colours(hw_->options()) - 1), rx_bufs_(hw_->options().ring_size),
+        tx_bufs_(hw_->options().ring_size) {
+    // The largest frame fits at the largest offset.
+    [[maybe_unused]] const auto& o = hw_->options();
+    assert(kHeadroom + colour_mask_ * kColourStep + *std::max_element(o.sizes.begin(), o.sizes.end()) <= kBufBytes);
+  }
   ~SimDevice() override { stop_port(); }
 
   const std::string& name() const noexcept override { return name_; }
@@ -509,7 +527,7 @@ class SimDevice final : public Device {
     // (interleaving the two rings' stores measured 20 % slower).
     [[maybe_unused]] const std::uint32_t q = p_.post.reserve(n);
     assert(q == n);  // room: see fill_room()
-    for (std::uint32_t i = 0; i < n; ++i) p_.post.prod_slot(i) = bufs[i].base;
+    for (std::uint32_t i = 0; i < n; ++i) p_.post.prod_slot(i) = bufs[i].base + rx_off(bufs[i].base);
     p_.post.submit(n);
     return n;
   }
@@ -520,7 +538,10 @@ class SimDevice final : public Device {
     const std::uint32_t n = p_.rxd.peek(budget);
     [[maybe_unused]] const std::uint32_t got = rx_bufs_.peek(n);
     assert(got == n);  // the oldest posted are the ones written
-    for (std::uint32_t j = 0; j < n; ++j) out[j] = {rx_bufs_.cons_slot(j), kHeadroom, p_.rxd.cons_slot(j)};
+    for (std::uint32_t j = 0; j < n; ++j) {
+      const Buf& b = rx_bufs_.cons_slot(j);
+      out[j] = {b, rx_off(b.base), p_.rxd.cons_slot(j)};
+    }
     p_.rxd.release(n);
     rx_bufs_.release(n);
     if (n) p_.rx_frames.add(n);
@@ -621,6 +642,12 @@ class SimDevice final : public Device {
   }
 
  private:
+  // Where the frame starts in an RX buffer: the headroom and the buffer's
+  // colour (devices/sim.hpp), the same at fill() and rx().
+  std::uint32_t rx_off(const std::byte* base) const noexcept {
+    return kHeadroom + std::uint32_t((reinterpret_cast<std::uintptr_t>(base) / kBufBytes) & colour_mask_) * kColourStep;
+  }
+
   // The hardware leaves the port and never touches it again.
   void stop_port() noexcept {
     p_.stop_req.store(true, std::memory_order_seq_cst);
@@ -631,6 +658,7 @@ class SimDevice final : public Device {
   std::shared_ptr<SimHw> hw_;
   Port& p_;
   std::string name_;
+  const std::uint32_t colour_mask_;  // colours(options) - 1
   bool reclaiming_ = false;  // polling thread
   // Driver side of the descriptor rings (see the top of this file).
   // rx_bufs_: posted RX buffers in posting order; polling thread only.

@@ -38,6 +38,7 @@ expect_error 2 "given twice" --dev xsk:lo --dev xsk:lo
 expect_error 2 "devices 65 outside 1..64" $(printf -- '--dev sim %.0s' {1..65})
 expect_error 2 "apply to sim devices only" --dev xsk:lo --ring 512
 expect_error 2 "apply to sim devices only" --dev xsk:lo --no-pin
+expect_error 2 "apply to sim devices only" --dev xsk:lo --no-colour
 expect_error 2 "shape the sim's traffic" --dev xsk:lo --seed 3
 expect_error 2 "apply to xsk devices only" --xsk-ring 512
 expect_error 2 "--xsk-ring 100: a power of two" --dev xsk:lo --xsk-ring 100
@@ -45,7 +46,8 @@ expect_error 2 "--xsk-bind" --dev xsk:lo --xsk-bind fast
 
 # A short run of every built-in program: exit 0, JSON with exact accounting.
 for prog in drop tx redirect l3-split; do
-  extra=$([[ $prog == tx ]] && echo --no-verify)  # one run without the stamp check
+  # One run without the stamp check, one with every frame at the headroom.
+  extra=$([[ $prog == tx ]] && echo --no-verify; [[ $prog == drop ]] && echo --no-colour)
   out=$(timeout 60 "$fwd" --prog "$prog" --duration 0.3 --json --quiet --dev sim --dev sim --dev sim $extra)
   rc=$?
   if [[ $rc -ne 0 ]] || ! jq -e '.accounting_ok and .baseline.accounting_ok and .inflight_at_exit == 0

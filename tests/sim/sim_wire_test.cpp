@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,10 +23,12 @@ using namespace pagepool::fwd;
 using Clock = std::chrono::steady_clock;
 
 // One sim port driven by hand. Buffers are heap blocks (heap_ok()), freed
-// after the device is gone.
+// after the device is gone: one each, or with `contiguous` consecutive
+// pages of one block per receive().
 class Port {
  public:
-  explicit Port(SimOptions o) : opt_(o), devs_(open_sim_devices(o)) {}
+  explicit Port(SimOptions o, bool contiguous = false)
+      : opt_(o), contiguous_(contiguous), devs_(open_sim_devices(o)) {}
   ~Port() {
     devs_.clear();  // the hardware leaves before the memory goes
     for (std::byte* b : heap_) std::free(b);
@@ -37,14 +40,25 @@ class Port {
   // order.
   void receive(std::uint64_t n) {
     dev().start();
+    std::byte* arena = nullptr;
+    if (contiguous_) {
+      arena = static_cast<std::byte*>(std::aligned_alloc(kBufBytes, (n - posted_) * kBufBytes));
+      ASSERT_NE(arena, nullptr);
+      heap_.push_back(arena);
+    }
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     while (frames_.size() < n && Clock::now() < deadline) {
       std::uint32_t room = dev().fill_room();
       while (room && posted_ < n) {
-        auto* b = static_cast<std::byte*>(std::aligned_alloc(kBufBytes, kBufBytes));
-        ASSERT_NE(b, nullptr);
+        std::byte* b = arena;
+        if (b) {
+          arena += kBufBytes;
+        } else {
+          b = static_cast<std::byte*>(std::aligned_alloc(kBufBytes, kBufBytes));
+          ASSERT_NE(b, nullptr);
+          heap_.push_back(b);
+        }
         std::memset(b, 0xa5, kBufBytes);  // not what the device writes (but for seq % 256 == 0xa5)
-        heap_.push_back(b);
         const Buf buf{b, nullptr};
         ASSERT_EQ(dev().fill(&buf, 1), 1u);
         ++posted_;
@@ -89,6 +103,7 @@ class Port {
 
  private:
   SimOptions opt_;
+  bool contiguous_;
   std::vector<std::unique_ptr<Device>> devs_;
   std::vector<std::byte*> heap_;
   std::vector<Frame> frames_;
@@ -204,6 +219,46 @@ TEST(SimWire, EveryPayloadByteIsWritten) {
   }
   for (std::uint32_t len : o.sizes)
     EXPECT_NE(std::find(seen_len.begin(), seen_len.end(), len), seen_len.end()) << "no frame of " << len;
+}
+
+// RX frames start at the headroom plus the buffer's colour, 64 bytes times
+// (address / 4096) mod C, with C = 16 while the largest size leaves room,
+// fewer (a power of two) as it grows, 1 with colouring off; the device
+// writes there and nowhere else in the buffer.
+TEST(SimWire, RxFramesStartAtTheBuffersColour) {
+  struct Case {
+    std::vector<std::uint32_t> sizes;
+    bool colour;
+    std::uint32_t colours;
+  };
+  const Case cases[] = {
+      {{64}, true, 16},    {{60, 1500}, true, 16}, {{2880}, true, 16}, {{2881}, true, 8},
+      {{3777}, true, 1},   {{3776}, true, 2},      {{3840}, true, 1},  {{64}, false, 1},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE("largest size " + std::to_string(c.sizes.back()) + (c.colour ? "" : ", colour off"));
+    SimOptions o = one_port(128);
+    o.sizes = c.sizes;
+    o.colour = c.colour;
+    Port p(o, true);  // 128 consecutive pages: every colour 8 times
+    ASSERT_NO_FATAL_FAILURE(p.receive(128));
+    std::vector<std::uint32_t> offs;
+    for (std::uint64_t s = 0; s < 128; ++s) {
+      const Frame& f = p.frame(s);
+      const auto page = reinterpret_cast<std::uintptr_t>(f.buf.base) / kBufBytes;
+      const std::uint32_t want = 256 + 64 * std::uint32_t(page % c.colours);
+      ASSERT_EQ(f.off, want) << "frame " << s;
+      ASSERT_LE(f.off + f.len, kBufBytes) << "frame " << s;
+      for (std::uint32_t i = 0; i < kBufBytes; ++i) {
+        if (i >= f.off && i < f.off + f.len) continue;
+        ASSERT_EQ(f.buf.base[i], std::byte{0xa5}) << "frame " << s << ": byte " << i << " outside it written";
+      }
+      offs.push_back(f.off);
+    }
+    std::sort(offs.begin(), offs.end());
+    const auto distinct = std::unique(offs.begin(), offs.end()) - offs.begin();
+    EXPECT_EQ(distinct, c.colours);
+  }
 }
 
 // The device sees addresses and lengths; the driver side pairs its buffers

@@ -62,6 +62,7 @@ struct Config {
   bool quiet = false;
   bool no_pin = false;
   bool no_verify = false;
+  bool no_colour = false;
   std::uint32_t xsk_ring = 2048;
   std::string xsk_bind = "auto", xsk_attach = "auto";
   bool xsk_set = false;
@@ -91,6 +92,7 @@ std::vector<std::unique_ptr<pf::Device>> open_devices(const Config& c) {
     o.ring_size = c.ring;
     o.hw_cpu = c.hw_cpu;
     o.verify = !c.no_verify;
+    o.colour = !c.no_colour;
     return pf::open_sim_devices(o);
   }
   std::vector<pf::XskSpec> specs;
@@ -477,6 +479,9 @@ int main(int argc, char** argv) {
   auto* o_noverify = app.add_flag("--no-verify", c.no_verify,
                "sim: the hardware does not check the stamps of transmitted frames (no duplicate/corruption "
                "proof; the wire side costs less)");
+  auto* o_nocolour = app.add_flag("--no-colour", c.no_colour,
+               "sim: every RX frame at the 256-byte headroom, instead of spread over 16 cache-line offsets "
+               "by page (see devices/sim.hpp)");
   auto* o_xring = app.add_option("--xsk-ring", c.xsk_ring, "xsk: entries of every AF_XDP ring (power of two)")
                       ->check(CLI::Range(64, 65536))
                       ->capture_default_str();
@@ -518,9 +523,9 @@ int main(int argc, char** argv) {
   if (any_xsk && (c.rate_set || c.size_set || c.flows_set || c.delay_set || o_seed->count()))
     fail("--rate, --size, --flows, --tx-delay and --seed shape the sim's traffic; with xsk devices the traffic "
          "comes from the interfaces (see scripts/netns-demo.sh)");
-  if (any_xsk && (o_ring->count() || o_noverify->count() || o_nopin->count()))
-    fail("--ring, --no-verify and --no-pin apply to sim devices only (xsk: --xsk-ring; xsk pollers are not "
-         "pinned)");
+  if (any_xsk && (o_ring->count() || o_noverify->count() || o_nocolour->count() || o_nopin->count()))
+    fail("--ring, --no-verify, --no-colour and --no-pin apply to sim devices only (xsk: --xsk-ring; xsk "
+         "pollers are not pinned)");
   if (any_sim && c.xsk_set) fail("--xsk-ring, --xsk-bind and --xsk-attach apply to xsk devices only");
   if (any_xsk && (c.xsk_ring & (c.xsk_ring - 1)))
     fail("--xsk-ring " + std::to_string(c.xsk_ring) + ": a power of two in 64..65536");

@@ -18,6 +18,17 @@
 //  - completes: hands each TX buffer back `tx_delay_ns` after consuming it.
 // With the same seed, sizes and flows it generates the same frames.
 //
+// Where a frame lands (colouring). The driver posts each RX buffer with
+// the address the hardware writes to, as a real descriptor carries one:
+// rx_headroom() (256) plus a colour, 64 bytes times (the buffer's address
+// / 4096) mod C, so frames in consecutive pages start on different cache
+// lines. Pool pages are page-aligned: at one offset every frame's first
+// line falls in the same set of the L1 (64 sets of 8 ways here), and a
+// batch of 64 frames evicts itself on both threads that touch it. C is 16
+// when the largest configured size leaves room (<= 2880 bytes), fewer
+// down to 1 (no colouring) as it grows; `colour = false` turns it off.
+// Frames from rx() carry their offset; programs see it as their headroom.
+//
 // Accounting (DeviceStats), exact after the forwarder stopped:
 //   wire_sent  == rx_frames + rx_no_buf           (the wire = the driver)
 //   tx_frames  == tx_completed + TX buffers reclaimed (each buffer sent came back;
@@ -57,6 +68,7 @@ struct SimOptions {
   std::uint32_t verify_window = 1u << 24;   // sequence numbers per origin port the duplicate
                                             // check remembers: power of two, 64..2^30
   int hw_cpu = -1;                          // CPU of the hardware thread; -1 = any
+  bool colour = true;                       // RX frames at coloured offsets (above)
 };
 
 // Control thread. Throws std::invalid_argument naming the bad field and its

@@ -97,8 +97,9 @@ class Device {
   // The interface queue this device receives on (xsk: the socket's queue;
   // sim: 0). Programs see it as XdpMd::rx_queue.
   virtual std::uint32_t rx_queue() const noexcept { return 0; }
-  // Bytes before the frame in every RX buffer: frames from rx() start at
-  // buf.base + rx_headroom(), and the verdict program may grow a frame
+  // Bytes at least before the frame in every RX buffer: frames from rx()
+  // start at buf.base + off with off >= rx_headroom() (xsk: equal; sim may
+  // colour: see devices/sim.hpp), and the verdict program may grow a frame
   // into that room (XDP's headroom).
   virtual std::uint32_t rx_headroom() const noexcept = 0;
 
