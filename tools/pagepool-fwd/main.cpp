@@ -480,7 +480,7 @@ int main(int argc, char** argv) {
                "sim: the hardware does not check the stamps of transmitted frames (no duplicate/corruption "
                "proof; the wire side costs less)");
   auto* o_nocolour = app.add_flag("--no-colour", c.no_colour,
-               "sim: every RX frame at the 256-byte headroom, instead of spread over 16 cache-line offsets "
+               "sim: every RX frame at the 256-byte headroom, instead of spread over up to 16 cache-line offsets "
                "by page (see devices/sim.hpp)");
   auto* o_xring = app.add_option("--xsk-ring", c.xsk_ring, "xsk: entries of every AF_XDP ring (power of two)")
                       ->check(CLI::Range(64, 65536))
