@@ -655,11 +655,18 @@ int main(int argc, char** argv) {
     if (base && runs > 1)
       std::printf("  per interleaved pair (pool run / the %s run after it): median %.2fx (%.2f..%.2f)\n", bn,
                   pairs.median, pairs.min, pairs.max);
-    if (base && pairs.mixed)
+    if (base && pairs.mixed) {
+      // "2.97x (median of 5)", or "none" for a kind no pair had.
+      const auto kind = [](const std::vector<double>& r) {
+        if (r.empty()) return std::string("none");
+        char b[64];
+        std::snprintf(b, sizeof b, "%.2fx (median of %zu)", median(r), r.size());
+        return std::string(b);
+      };
       std::printf("  the placements differed between runs (round trips more than %.0fx the lowest): pairs with "
-                  "both near %.2fx (median of %zu), both far %.2fx (median of %zu); the ratio of medians above "
-                  "mixes them\n",
-                  Pairs::kFarFactor, median(pairs.near), pairs.near.size(), median(pairs.far), pairs.far.size());
+                  "both near %s, both far %s; the ratio of medians above mixes them\n",
+                  Pairs::kFarFactor, kind(pairs.near).c_str(), kind(pairs.far).c_str());
+    }
     if (!all_ok) std::printf("  accounting FAILED in at least one run (exit 3)\n");
   }
   return all_ok ? 0 : 3;
