@@ -365,15 +365,15 @@ void SimHw::run() {
 
 // The stamps of the TX descriptors waiting now, before the RX batch is
 // generated. They are transmit()'s first loads, and they miss: since this
-// thread wrote a frame, its ring of buffers has gone round and the polling
-// thread, on another CPU, has read the frame's first line (a 64-byte
-// frame's stamp is on it). In a profile of a far placement half of
-// transmit()'s samples waited on that load. Started here, the misses
-// overlap the generation instead of stalling the check (measured in
-// docs/forwarding.md). The descriptors are only peeked (transmit() pops
-// them and checks each against its buffer before reading the stamp); the
-// address is computed as an integer, as a bad descriptor's may lie outside
-// any object, and a prefetch of it is harmless.
+// thread wrote a frame, the polling thread, on another CPU, has read its
+// first line (a 64-byte frame's stamp is on it), and a ring's worth of
+// other frames has passed through this thread's cache. In a profile of a
+// far placement, half of transmit()'s samples waited on that load. Started
+// here, the misses overlap the generation instead of stalling the check
+// (measured in docs/forwarding.md). The descriptors are only peeked
+// (transmit() pops them and checks each against its buffer before reading
+// the stamp); the address is computed as an integer, as a bad descriptor's
+// may lie outside any object, and a prefetch of it is harmless.
 void SimHw::prefetch_stamps(Port& p) noexcept {
   const std::uint32_t n = p.txq.peek(kBatch);
   for (std::uint32_t i = 0; i < n; ++i) {
