@@ -38,6 +38,10 @@ class SpscRing {
   }
   // In place: up to n free slots, returned as k; fill prod_slot(0..k) and
   // publish them with submit(k). Nothing is visible to the consumer before.
+  // A producer that knows the room by other means (the sim's driver and
+  // hardware: see the top of devices/sim.cpp) may skip reserve(), and then
+  // must also know that the consumer's reads of those slots happen before
+  // its writes, which reserve()'s acquire-load would otherwise provide.
   std::uint32_t reserve(std::uint32_t n) noexcept {
     std::uint32_t free = mask_ + 1 - (prod_.tail - prod_.cached_head);
     if (free < n) {

@@ -146,7 +146,10 @@ TEST_P(Verdicts, L3SplitSpreadsFlowsOverAllDevices) {
   const Report rep = run(std::move(r));
   expect_exact(rep, 4 * kFrames);
   EXPECT_EQ(rep.packets.tx + tx_full(rep), 4 * kFrames);
-  for (std::size_t i = 0; i < 4; ++i) EXPECT_GT(rep.devices[i].tx_frames, kFrames / 2) << rep.device_names[i];
+  // What the program sent each device: accepted or refused by a full TX
+  // queue, which depends on how the threads were scheduled, not on it.
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_GT(rep.devices[i].tx_frames + rep.devices[i].tx_ring_full, kFrames / 2) << rep.device_names[i];
   EXPECT_GT(rep.packets.redirect, 0u);
   EXPECT_LT(rep.packets.redirect, rep.packets.tx);  // a quarter stay on their ingress device
 }
