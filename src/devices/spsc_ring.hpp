@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -39,9 +40,10 @@ class SpscRing {
   // In place: up to n free slots, returned as k; fill prod_slot(0..k) and
   // publish them with submit(k). Nothing is visible to the consumer before.
   // A producer that knows the room by other means (the sim's driver and
-  // hardware: see the top of devices/sim.cpp) may skip reserve(), and then
-  // must also know that the consumer's reads of those slots happen before
-  // its writes, which reserve()'s acquire-load would otherwise provide.
+  // hardware: see the top of devices/sim.cpp) may skip reserve() and say
+  // so with known_room(n), and then must also know that the consumer's
+  // reads of those slots happen before its writes, which reserve()'s
+  // acquire-load would otherwise provide.
   std::uint32_t reserve(std::uint32_t n) noexcept {
     std::uint32_t free = mask_ + 1 - (prod_.tail - prod_.cached_head);
     if (free < n) {
@@ -50,6 +52,9 @@ class SpscRing {
     }
     return n < free ? n : free;
   }
+  // Instead of reserve(n): n slots are free, as the caller knows; debug
+  // builds check it (reading both indexes, which the hot path never does).
+  void known_room([[maybe_unused]] std::uint32_t n) const noexcept { assert(size_approx() + n <= capacity()); }
   T& prod_slot(std::uint32_t i) noexcept { return slots_[(prod_.tail + i) & mask_]; }
   void submit(std::uint32_t k) noexcept {
     prod_.tail += k;
