@@ -36,17 +36,47 @@ TEST_P(Adapters, EveryScenarioRuns) {
                                     {Scen::S4, 1024}, {Scen::S5, 1}, {Scen::S5, 3}, {Scen::S6, 4096}};
   Allocator a = load(cases);
   if (!a.present) GTEST_SKIP() << a.name << " absent: " << a.detail;
-  for (const CaseSpec& c : cases) {
-    const Outcome o = a.run(c, RunCfg{2048, true});
-    a.trim();
-    if ((c.s == Scen::S2b && !a.bulk) || ((c.s == Scen::S3 || c.s == Scen::S5) && a.one_thread)) {
-      EXPECT_EQ(o.st, Outcome::na) << c.label();
-      continue;
+  // Tags at the buffers' starts, then coloured (--tag-colour).
+  for (const std::uintptr_t colours : {std::uintptr_t{0}, kTagColours})
+    for (const CaseSpec& c : cases) {
+      RunCfg cfg{2048, true};
+      cfg.tag_colours = colours;
+      const Outcome o = a.run(c, cfg);
+      a.trim();
+      const std::string what = c.label() + (colours ? " (tag colour)" : "");
+      if ((c.s == Scen::S2b && !a.bulk) || ((c.s == Scen::S3 || c.s == Scen::S5) && a.one_thread)) {
+        EXPECT_EQ(o.st, Outcome::na) << what;
+        continue;
+      }
+      EXPECT_EQ(o.st, Outcome::ok) << what << ": " << o.note;
+      EXPECT_GT(o.ns, 0) << what;
+      EXPECT_GT(o.mops, 0) << what;
     }
-    EXPECT_EQ(o.st, Outcome::ok) << c.label() << ": " << o.note;
-    EXPECT_GT(o.ns, 0) << c.label();
-    EXPECT_GT(o.mops, 0) << c.label();
+}
+
+// --tag-colour: 16 pages in a row put their tags on 16 different lines of a
+// 4 KiB stride (so on 16 L1 sets), every tag within the buffer's first KiB and
+// 8-byte aligned; without colours the tag is at the start.
+TEST(TagColour, SpreadsPageAlignedTagsInsideTheBuffer) {
+  alignas(4096) static std::byte mem[17 * 4096];
+  std::vector<bool> seen(16);
+  for (std::size_t i = 0; i < 17; ++i) {
+    std::byte* d = mem + i * 4096;
+    EXPECT_EQ(tag_at(d, 0), d);
+    const std::ptrdiff_t off = tag_at(d, kTagColours) - d;
+    ASSERT_GE(off, 0);
+    ASSERT_LE(off + 8, 1024);
+    ASSERT_EQ(off % 64, 0);
+    if (i < 16) {
+      EXPECT_FALSE(seen[static_cast<std::size_t>(off / 64)]) << "page " << i;
+      seen[static_cast<std::size_t>(off / 64)] = true;
+    } else {
+      EXPECT_EQ(off, tag_at(mem, kTagColours) - mem);  // the colours repeat every 16 pages
+    }
   }
+  // A buffer that is not page-aligned (DPDK's, glibc's) stays inside too.
+  std::byte* odd = mem + 4160 + 64;
+  EXPECT_LE(tag_at(odd, kTagColours) - odd + 8, 1024);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Adapters, ::testing::ValuesIn(all_allocator_names()),

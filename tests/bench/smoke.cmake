@@ -30,6 +30,21 @@ if(NOT out MATCHES "\\| S1 \\|")
   message(FATAL_ERROR "the markdown table was not printed:\n${out}")
 endif()
 
+# --tag-colour: the run says where the tags went, and every case passes.
+execute_process(COMMAND "${BENCH}" --quick --tag-colour --scenarios S1,S2b,S4 --allocators pagepool,stack
+    --reps 1 --out "${OUT}-colour"
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pagepool-bench --tag-colour exited ${rc}\n${out}\n${err}")
+endif()
+file(READ "${OUT}-colour/results.csv" csv)
+if(csv MATCHES ",fail," OR NOT csv MATCHES "S2b,S2b,0,pagepool,ok,")
+  message(FATAL_ERROR "--tag-colour: a case failed or is missing:\n${csv}")
+endif()
+if(NOT out MATCHES "--tag-colour\\)")
+  message(FATAL_ERROR "--tag-colour: the machine notes do not say where the tags went:\n${out}")
+endif()
+
 execute_process(COMMAND "${BENCH}" --scenarios S9 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(rc EQUAL 0)
   message(FATAL_ERROR "pagepool-bench --scenarios S9 exited 0")

@@ -55,6 +55,21 @@ inline std::uint64_t tag_of(std::uint64_t seq) { return (seq + 1) * 0x9E3779B97F
 
 [[noreturn]] void tag_mismatch(const void* d, std::uint64_t got, std::uint64_t want);
 
+// Where a buffer's tag goes: at its start, or (RunCfg::tag_colours = 15,
+// --tag-colour) 64 bytes times (the buffer's address / 4096 mod 16) into it,
+// the way the sim device places frames. At the start, the tags of page-aligned
+// buffers all fall into one L1 set and each load aliases a store 4 KiB away
+// (BM_Tag32): a cost of the benchmark's tag, paid by every page-aligned
+// allocator and by none whose buffers are 4160 bytes apart. Coloured, every
+// allocator's tag lands somewhere in its buffer's first KiB (all buffers are
+// at least 4 KiB), so the difference between allocators is theirs. The
+// scenario loops take `colours` as a template argument (scen::run_case), so
+// with 0 the call compiles to nothing.
+inline constexpr std::uintptr_t kTagColours = 15;
+[[gnu::always_inline]] inline std::byte* tag_at(std::byte* d, std::uintptr_t colours) {
+  return d + ((reinterpret_cast<std::uintptr_t>(d) >> 12 & colours) << 6);
+}
+
 [[gnu::always_inline]] inline void tag_write(std::byte* d, std::uint64_t t) {
   std::memcpy(d, &t, sizeof t);
 }
@@ -95,6 +110,7 @@ inline constexpr std::uint32_t kBulkN = 32;
 struct RunCfg {
   std::uint64_t ops;      // buffers per timed run (after the allocator's divisor)
   bool prefetch = true;   // S4/S6: prefetch the tag line of the buffer 16 steps ahead
+  std::uintptr_t tag_colours = 0;  // tag_at(): 0 (at the buffer's start) or kTagColours, nothing else
   // A timed run is cut to about this long (but keeps at least ops / 32
   // buffers), so a slow allocator does not stretch the whole run.
   double budget_ns = 200e6;

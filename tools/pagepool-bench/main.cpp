@@ -4,7 +4,7 @@
 // hits all of them alike; min / median / max are over the repetitions.
 //
 //   pagepool-bench [--reps N] [--scenarios S1,S3] [--allocators pagepool,dpdk]
-//                  [--ops N] [--out DIR] [--quick] [--no-prefetch]
+//                  [--ops N] [--out DIR] [--quick] [--no-prefetch] [--tag-colour]
 //
 // "mapping" (--scenarios mapping) is not per allocator: it compares a
 // UringProvider pool with per-buffer io_uring registration and mmap (mapping.hpp).
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> scen_names, alloc_names;
   std::uint64_t ops = 0;
   std::string out;
-  bool quick = false, no_prefetch = false;
+  bool quick = false, no_prefetch = false, tag_colour = false;
   const std::vector<std::string> all_scen{"S1", "S2", "S2b", "S3", "S4", "S5", "S6", "mapping"};
   app.add_option("--reps", reps, "Repetitions; min/median/max are over them (default 5)")
       ->check(CLI::Range(1u, 1000u));
@@ -84,6 +84,9 @@ int main(int argc, char** argv) {
   app.add_option("--out", out, "Results folder (default results/<timestamp>)");
   app.add_flag("--quick", quick, "Tiny counts for smoke tests: 2 reps, S5 up to 2 returners, S6 up to 16K");
   app.add_flag("--no-prefetch", no_prefetch, "S4/S6: do not prefetch the tag line of upcoming buffers");
+  app.add_flag("--tag-colour", tag_colour,
+               "Write each buffer's tag 64 x (address / 4096 mod 16) bytes into it, not at its start "
+               "(page-aligned tags share one L1 set)");
   CLI11_PARSE(app, argc, argv);
 
   // Canonical spelling (the check above accepts any case).
@@ -141,6 +144,13 @@ int main(int argc, char** argv) {
   r.reps = reps;
   r.ops = ops;
   r.prefetch = !no_prefetch;
+  r.tag_colour = tag_colour;
+  // Every timed run's configuration: its buffer count and the flags above.
+  const auto cfg_for = [&](std::uint64_t n) {
+    RunCfg cfg{n, !no_prefetch};
+    cfg.tag_colours = tag_colour ? kTagColours : 0;
+    return cfg;
+  };
   for (int i = 0; i < argc; ++i) r.command += (i ? " " : "") + std::string(i ? argv[i] : "pagepool-bench");
   r.v.assign(cases.size(), std::vector<std::vector<Outcome>>(r.allocs.size()));
   for (const Allocator& a : r.allocs)
@@ -151,7 +161,7 @@ int main(int argc, char** argv) {
   for (Allocator& a : r.allocs)
     if (a.present) {
       try {
-        a.run(CaseSpec{Scen::S1}, RunCfg{std::max<std::uint64_t>(ops / a.ops_div / 8, 64), !no_prefetch});
+        a.run(CaseSpec{Scen::S1}, cfg_for(std::max<std::uint64_t>(ops / a.ops_div / 8, 64)));
       } catch (const std::exception&) {
       }
       a.trim();
@@ -172,7 +182,7 @@ int main(int argc, char** argv) {
         const std::size_t ai = (k + rep) % na;
         Allocator& a = r.allocs[ai];
         if (!a.present) continue;
-        RunCfg cfg{std::max<std::uint64_t>(ops / a.ops_div, 256), !no_prefetch};
+        const RunCfg cfg = cfg_for(std::max<std::uint64_t>(ops / a.ops_div, 256));
         const auto t0 = std::chrono::steady_clock::now();
         Outcome o;
         try {
@@ -197,7 +207,7 @@ int main(int argc, char** argv) {
       for (int k = 0; k < kMappingMethods; ++k) {
         const int m = static_cast<int>((k + rep) % kMappingMethods);
         const std::uint64_t div = m == 0 ? 1 : kMappingSyscallDiv;
-        RunCfg cfg{std::max<std::uint64_t>(ops / div, 256), !no_prefetch};
+        const RunCfg cfg = cfg_for(std::max<std::uint64_t>(ops / div, 256));
         Outcome o;
         try {
           o = mapping->run(m, cfg);

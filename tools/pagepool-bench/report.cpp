@@ -313,8 +313,10 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
   o << "- command: `" << r.command << "`\n";
   o << "- " << r.reps << " repetitions (S6 256K and 1M: at most 3), allocators interleaved within each; "
     << r.ops << " buffers per case (mmap: / 64" << (r.mapping ? "; mapping's register and mmap: / 256" : "") << "; cut to about 0.2 s per timed run, at least 1/32 of them: "
-    << "see raw.csv); each buffer's first cache line is written when got "
-    << "and checked before it is returned" << (r.prefetch ? "; S4/S6 prefetch the tag line 16 steps ahead" : "")
+    << "see raw.csv); each buffer's "
+    << (r.tag_colour ? "tag line (64 x (address / 4096 mod 16) bytes in, --tag-colour)" : "first cache line")
+    << " is written when got and checked before it is returned"
+    << (r.prefetch ? "; S4/S6 prefetch the tag line 16 steps ahead" : "")
     << "\n\n";
 
   if (!r.cases.empty()) {

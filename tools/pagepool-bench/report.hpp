@@ -19,6 +19,7 @@ struct Results {
   unsigned reps = 0;
   std::uint64_t ops = 0;
   bool prefetch = true;
+  bool tag_colour = false;  // --tag-colour
   // The "mapping" scenario (mapping.hpp): run or not, why it was skipped
   // (io_uring unavailable), and [method] -> reps.
   bool mapping = false;
