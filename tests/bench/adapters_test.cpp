@@ -74,7 +74,7 @@ TEST(TagColour, SpreadsPageAlignedTagsInsideTheBuffer) {
       EXPECT_EQ(off, tag_at(mem, kTagColours) - mem);  // the colours repeat every 16 pages
     }
   }
-  // A buffer that is not page-aligned (DPDK's, glibc's) stays inside too.
+  // A buffer that is not page-aligned (DPDK's objects, 4160 bytes apart) stays inside too.
   std::byte* odd = mem + 4160 + 64;
   EXPECT_LE(tag_at(odd, kTagColours) - odd + 8, 1024);
 }
