@@ -37,13 +37,11 @@ TEST_P(Adapters, EveryScenarioRuns) {
   Allocator a = load(cases);
   if (!a.present) GTEST_SKIP() << a.name << " absent: " << a.detail;
   // Tags at the buffers' starts, then coloured (--tag-colour).
-  for (const std::uintptr_t colours : {std::uintptr_t{0}, kTagColours})
+  for (const bool colour : {false, true})
     for (const CaseSpec& c : cases) {
-      RunCfg cfg{2048, true};
-      cfg.tag_colours = colours;
-      const Outcome o = a.run(c, cfg);
+      const Outcome o = a.run(c, RunCfg{2048, true, colour});
       a.trim();
-      const std::string what = c.label() + (colours ? " (tag colour)" : "");
+      const std::string what = c.label() + (colour ? " (tag colour)" : "");
       if ((c.s == Scen::S2b && !a.bulk) || ((c.s == Scen::S3 || c.s == Scen::S5) && a.one_thread)) {
         EXPECT_EQ(o.st, Outcome::na) << what;
         continue;

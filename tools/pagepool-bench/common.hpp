@@ -55,7 +55,7 @@ inline std::uint64_t tag_of(std::uint64_t seq) { return (seq + 1) * 0x9E3779B97F
 
 [[noreturn]] void tag_mismatch(const void* d, std::uint64_t got, std::uint64_t want);
 
-// Where a buffer's tag goes: at its start, or (RunCfg::tag_colours = 15,
+// Where a buffer's tag goes: at its start, or (RunCfg::tag_colour,
 // --tag-colour) 64 bytes times (the buffer's address / 4096 mod 16) into it,
 // the way the sim device places frames. At the start, the tags of page-aligned
 // buffers all fall into one L1 set and each load aliases a store 4 KiB away
@@ -110,7 +110,7 @@ inline constexpr std::uint32_t kBulkN = 32;
 struct RunCfg {
   std::uint64_t ops;      // buffers per timed run (after the allocator's divisor)
   bool prefetch = true;   // S4/S6: prefetch the tag line of the buffer 16 steps ahead
-  std::uintptr_t tag_colours = 0;  // tag_at(): 0 (at the buffer's start) or kTagColours, nothing else
+  bool tag_colour = false;  // tag_at() with kTagColours, else at the buffer's start
   // A timed run is cut to about this long (but keeps at least ops / 32
   // buffers), so a slow allocator does not stretch the whole run.
   double budget_ns = 200e6;

@@ -146,11 +146,7 @@ int main(int argc, char** argv) {
   r.prefetch = !no_prefetch;
   r.tag_colour = tag_colour;
   // Every timed run's configuration: its buffer count and the flags above.
-  const auto cfg_for = [&](std::uint64_t n) {
-    RunCfg cfg{n, !no_prefetch};
-    cfg.tag_colours = tag_colour ? kTagColours : 0;
-    return cfg;
-  };
+  const auto cfg_for = [&](std::uint64_t n) { return RunCfg{n, !no_prefetch, tag_colour}; };
   for (int i = 0; i < argc; ++i) r.command += (i ? " " : "") + std::string(i ? argv[i] : "pagepool-bench");
   r.v.assign(cases.size(), std::vector<std::vector<Outcome>>(r.allocs.size()));
   for (const Allocator& a : r.allocs)

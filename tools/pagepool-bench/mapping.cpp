@@ -151,7 +151,7 @@ Outcome MappingBench::run(int method, const RunCfg& c) {
         return true;
       });
     };
-    o = c.tag_colours ? time_loop.template operator()<kTagColours>() : time_loop.template operator()<0>();
+    o = c.tag_colour ? time_loop.template operator()<kTagColours>() : time_loop.template operator()<0>();
     if (o.st == Outcome::fail && !err.empty()) {
       err_no = probe_map_errno(*prov);
       if (err_no)
@@ -162,7 +162,7 @@ Outcome MappingBench::run(int method, const RunCfg& c) {
         err += " (and a probe map of one of the provider's pages did not fail)";
     }
   } else if (method == 1) {
-    std::byte* const d = tag_at(static_cast<std::byte*>(r.page), c.tag_colours);
+    std::byte* const d = tag_at(static_cast<std::byte*>(r.page), c.tag_colour ? kTagColours : 0);
     o = scen::warm_then_time(c, [&](std::uint64_t n) {
       for (std::uint64_t i = 0; i < n; ++i, ++seq) {
         iovec iov{r.page, kPage};
@@ -192,7 +192,7 @@ Outcome MappingBench::run(int method, const RunCfg& c) {
           err = errtext("mmap", errno);
           return false;
         }
-        std::byte* const d = tag_at(static_cast<std::byte*>(p), c.tag_colours);
+        std::byte* const d = tag_at(static_cast<std::byte*>(p), c.tag_colour ? kTagColours : 0);
         tag_write(d, tag_of(seq));
         tag_check(d, tag_of(seq));
         munmap(p, kPage);

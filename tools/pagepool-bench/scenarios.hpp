@@ -421,9 +421,7 @@ Outcome run_case_at(A& a, const CaseSpec& cs, const RunCfg& c) {
 
 template <class A>
 Outcome run_case(A& a, const CaseSpec& cs, const RunCfg& c) {
-  if (c.tag_colours == kTagColours) return run_case_at<A, kTagColours>(a, cs, c);
-  if (c.tag_colours != 0) return Outcome::failed("tag colours: 0 or kTagColours");
-  return run_case_at<A, 0>(a, cs, c);
+  return c.tag_colour ? run_case_at<A, kTagColours>(a, cs, c) : run_case_at<A, 0>(a, cs, c);
 }
 
 // ---- adapter self-test (tests/bench) ------------------------------------------------
