@@ -9,6 +9,7 @@
 
 #include "adapters.hpp"
 #include "locked_ring.hpp"
+#include "report.hpp"
 #include "scenarios.hpp"
 
 namespace {
@@ -129,6 +130,42 @@ TEST(LockedRing, ReturnsEveryPage) {
   a.drain();
   EXPECT_EQ(a.pool().inflight(), 0u);
   EXPECT_NO_THROW(a.pool().check());
+}
+
+// The report says how far apart S3/S5's CPUs were before each run and
+// names the runs whose probe was far (above 3x the lowest); raw.csv has it.
+TEST(Report, NamesRunsAfterAFarProbe) {
+  Results r;
+  r.cases = {CaseSpec{Scen::S3}};
+  Allocator a;
+  a.name = "pagepool";
+  a.present = true;
+  r.allocs = {a};
+  auto ok = [](double ns, double rt) {
+    Outcome o;
+    o.ns = ns;
+    o.mops = 1e3 / ns;
+    o.ops = 1000;
+    o.line_rt = rt;
+    return o;
+  };
+  r.v = {{{ok(13.1, 160), ok(52.5, 1040), ok(13.4, 170)}}};
+  r.reps = 3;
+  const std::string md = markdown(r, Machine{}, {}, "");
+  EXPECT_NE(md.find("median 170 [160–1040] over 3 runs"), std::string::npos) << md;
+  EXPECT_NE(md.find("1 run had its probe above 3x the lowest"), std::string::npos) << md;
+  EXPECT_NE(md.find("S3 pagepool rep 2 52.5 (1040)"), std::string::npos) << md;
+  EXPECT_EQ(md.find("rep 1 13.1"), std::string::npos) << md;
+  const std::string raw = csv_raw(r);
+  EXPECT_EQ(raw.rfind("case,allocator,rep,status,ns,mops,ops,line_rt_cycles,note\n", 0), 0u) << raw;
+  EXPECT_NE(raw.find("S3,pagepool,2,ok,52.5,"), std::string::npos) << raw;
+  EXPECT_NE(raw.find(",1040,"), std::string::npos) << raw;
+
+  // All near: said so. Not measured (one CPU): no note at all.
+  r.v = {{{ok(13.1, 160), ok(13.4, 170)}}};
+  EXPECT_NE(markdown(r, Machine{}, {}, "").find("No probe was above 3x the lowest."), std::string::npos);
+  r.v = {{{ok(13.1, 0), ok(13.4, 0)}}};
+  EXPECT_EQ(markdown(r, Machine{}, {}, "").find("round trip"), std::string::npos);
 }
 
 }  // namespace

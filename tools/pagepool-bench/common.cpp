@@ -98,6 +98,11 @@ void pin_to(int cpu) {
 
 unsigned cpu_count() { return static_cast<unsigned>(allowed_cpus().size()); }
 
+int cpu_id(int i) {
+  const std::vector<int>& cpus = allowed_cpus();
+  return cpus[static_cast<unsigned>(i) % cpus.size()];
+}
+
 unsigned pin_failures(int* last_errno) {
   if (last_errno) *last_errno = g_pin_errno.load(std::memory_order_relaxed);
   return g_pin_failures.load(std::memory_order_relaxed);

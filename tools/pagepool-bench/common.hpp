@@ -43,6 +43,8 @@ struct Backoff {
 // was (it floats) and pin_failures() counts it, for the report.
 void pin_to(int cpu);
 unsigned cpu_count();
+// The id of the CPU pin_to(i) pins to.
+int cpu_id(int i);
 // Refused pin_to calls so far; *last_errno (if given): the last refusal's code.
 unsigned pin_failures(int* last_errno = nullptr);
 
@@ -122,6 +124,9 @@ struct Outcome {
   double mops = 0;  // buffers per µs (S3: pipeline; S5: the owner's allocation rate)
   std::string note;
   std::uint64_t ops = 0;  // buffers in the timed run
+  // S3/S5: line_round_trip() between the owner's and the first returner's
+  // CPUs, measured just before the run (untimed); 0 where not measured.
+  double line_rt = 0;
   static Outcome not_applicable(std::string why) { return {na, 0, 0, std::move(why), 0}; }
   static Outcome failed(std::string why) { return {fail, 0, 0, std::move(why), 0}; }
 };

@@ -24,6 +24,7 @@
 #include <memory>
 
 #include "common.hpp"
+#include "line_probe.hpp"
 #include "mapping.hpp"
 #include "report.hpp"
 
@@ -180,12 +181,17 @@ int main(int argc, char** argv) {
         if (!a.present) continue;
         const RunCfg cfg = cfg_for(std::max<std::uint64_t>(ops / a.ops_div, 256));
         const auto t0 = std::chrono::steady_clock::now();
+        // S3/S5 run on two CPUs (owner on 0, returners from 1): how far
+        // apart the host has put them right now, for the report.
+        const bool probe = (cases[c].s == Scen::S3 || cases[c].s == Scen::S5) && !a.one_thread && cpu_count() >= 2;
+        const double rt = probe ? pagepool_tools::line_round_trip(cpu_id(0), cpu_id(1)) : 0;
         Outcome o;
         try {
           o = a.run(cases[c], cfg);
         } catch (const std::exception& e) {
           o = Outcome::failed(e.what());
         }
+        o.line_rt = rt;
         a.trim();
         r.v[c][ai].push_back(o);
         case_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -124,6 +124,50 @@ std::string cell(const Results& r, std::size_t c, std::size_t a, bool mops) {
   return num(s.med) + " [" + num(s.min) + "–" + num(s.max) + "]";
 }
 
+// S3/S5: the line round trip measured before each run, and which runs
+// had the two CPUs far apart (a probe above 3x the lowest).
+std::string placement_note(const Results& r) {
+  struct Far {
+    std::string what;
+    double ns, rt;
+  };
+  std::vector<double> rts;
+  std::vector<Far> far;
+  for (std::size_t c = 0; c < r.cases.size(); ++c)
+    for (std::size_t a = 0; a < r.allocs.size(); ++a)
+      for (const Outcome& x : r.v[c][a])
+        if (x.line_rt > 0) rts.push_back(x.line_rt);
+  if (rts.empty()) return "";
+  const double lo = *std::min_element(rts.begin(), rts.end());
+  for (std::size_t c = 0; c < r.cases.size(); ++c)
+    for (std::size_t a = 0; a < r.allocs.size(); ++a)
+      for (std::size_t k = 0; k < r.v[c][a].size(); ++k) {
+        const Outcome& x = r.v[c][a][k];
+        if (x.line_rt > 3 * lo && x.st == Outcome::ok)
+          far.push_back({r.cases[c].label() + " " + r.allocs[a].name + " rep " + std::to_string(k + 1), x.ns, x.line_rt});
+      }
+  std::vector<double> sorted = rts;
+  std::sort(sorted.begin(), sorted.end());
+  std::ostringstream o;
+  o << "\nS3/S5 run on two CPUs. A cache line's round trip between them, measured just before each run "
+       "(untimed, TSC cycles): median "
+    << num(sorted[sorted.size() / 2]) << " [" << num(sorted.front()) << "–" << num(sorted.back()) << "] over "
+    << rts.size() << " runs. ";
+  if (far.empty()) {
+    o << "No probe was above 3x the lowest.\n";
+    return o.str();
+  }
+  o << far.size() << " run" << (far.size() == 1 ? " had its" : "s had their")
+    << " probe above 3x the lowest: the host had put the two vCPUs far apart, and every line the threads share "
+       "then takes that long (ns per buffer, probe):";
+  constexpr std::size_t kList = 16;
+  for (std::size_t i = 0; i < far.size() && i < kList; ++i)
+    o << (i ? "; " : " ") << far[i].what << " " << num(far[i].ns) << " (" << num(far[i].rt) << ")";
+  if (far.size() > kList) o << "; and " << far.size() - kList << " more (raw.csv)";
+  o << ".\n";
+  return o.str();
+}
+
 }  // namespace
 
 Summary summarize(const std::vector<Outcome>& reps) {
@@ -365,6 +409,7 @@ std::string markdown(const Results& r, const Machine& m, const std::vector<Targe
       for (std::size_t a = 0; a < r.allocs.size(); ++a) o << " " << cell(r, c, a, true) << " |";
       o << "\n";
     }
+    o << placement_note(r);
   }
 
   o << "\n## targets (ratios of medians)\n\n| ratio | value | goal | result |\n|---|---|---|---|\n";
@@ -431,21 +476,21 @@ std::string csv_summary(const Results& r) {
 
 std::string csv_raw(const Results& r) {
   std::ostringstream o;
-  o << "case,allocator,rep,status,ns,mops,ops,note\n";
+  o << "case,allocator,rep,status,ns,mops,ops,line_rt_cycles,note\n";
   for (std::size_t c = 0; c < r.cases.size(); ++c)
     for (std::size_t a = 0; a < r.allocs.size(); ++a)
       for (std::size_t k = 0; k < r.v[c][a].size(); ++k) {
         const Outcome& x = r.v[c][a][k];
         o << r.cases[c].label() << "," << r.allocs[a].name << "," << k + 1 << ","
           << (x.st == Outcome::ok ? "ok" : x.st == Outcome::na ? "n/a" : "fail") << "," << x.ns << ","
-          << x.mops << "," << x.ops << ",\"" << x.note << "\"\n";
+          << x.mops << "," << x.ops << "," << x.line_rt << ",\"" << x.note << "\"\n";
       }
   for (int m = 0; r.mapping && m < static_cast<int>(r.mapping_v.size()); ++m)
     for (std::size_t k = 0; k < r.mapping_v[m].size(); ++k) {
       const Outcome& x = r.mapping_v[m][k];
       o << "mapping," << mapping_name(m) << "," << k + 1 << ","
         << (x.st == Outcome::ok ? "ok" : x.st == Outcome::na ? "n/a" : "fail") << "," << x.ns << ","
-        << x.mops << "," << x.ops << ",\"" << x.note << "\"\n";
+        << x.mops << "," << x.ops << ",0,\"" << x.note << "\"\n";
     }
   return o.str();
 }

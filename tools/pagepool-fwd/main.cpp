@@ -11,11 +11,9 @@
 // option (also one that a device refuses when it opens, e.g. a queue
 // number past 65535 or one socket given twice); 3: the run's packet
 // accounting does not add up or pages are left out.
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
-#include <x86intrin.h>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -36,6 +34,7 @@
 #include "pagepool/devices/sim.hpp"
 #include "pagepool/devices/xsk.hpp"
 #include "pagepool/fwd/forwarder.hpp"
+#include "line_probe.hpp"
 
 namespace pf = pagepool::fwd;
 using json = nlohmann::json;
@@ -151,63 +150,10 @@ struct RunResult {
   double line_rt = 0;  // line_round_trip() between the run's CPUs just before it; 0: not pinned
 };
 
-// TSC cycles for one cache line to go from CPU a to CPU b and back: two
-// threads pinned there take turns writing it, 4096 times; the median of
-// five such rounds. Every ring line and every frame line between the sim's
-// hardware thread and a poller makes that trip, so it says what a run on
-// these CPUs can reach: on these VMs it is about 170 cycles at some times
-// and about 900 at others (the host moves the two vCPUs apart), and the
-// costs of both threads follow it. 0 when a CPU cannot be pinned.
-double line_round_trip(int a, int b) {
-  constexpr int kTrips = 4096, kRounds = 5;
-  alignas(64) std::atomic<std::uint32_t> ball{0};
-  // Both threads pin themselves, then meet here; if either could not, both
-  // leave (two spinning threads sharing one CPU would take a scheduler
-  // slice per turn).
-  std::atomic<int> arrived{0};
-  std::atomic<bool> pinned{true};
-  auto pin_and_meet = [&](int cpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) pinned.store(false);
-    arrived.fetch_add(1);
-    while (arrived.load() < 2) sched_yield();
-    return pinned.load();
-  };
-  std::vector<double> rounds;
-  // Acquire/release: each side's turn is the other's store; the loads spin
-  // on the line until it arrives.
-  std::thread peer([&] {
-    if (!pin_and_meet(b)) return;
-    for (std::uint32_t i = 0; i < std::uint32_t(kTrips * kRounds); ++i) {
-      while (ball.load(std::memory_order_acquire) != 2 * i + 1) _mm_pause();
-      ball.store(2 * i + 2, std::memory_order_release);
-    }
-  });
-  std::thread self([&] {
-    if (!pin_and_meet(a)) return;
-    std::uint32_t i = 0;
-    for (int r = 0; r < kRounds; ++r) {
-      const std::uint64_t t0 = __rdtsc();
-      for (int k = 0; k < kTrips; ++k, ++i) {
-        ball.store(2 * i + 1, std::memory_order_release);
-        while (ball.load(std::memory_order_acquire) != 2 * i + 2) _mm_pause();
-      }
-      rounds.push_back(double(__rdtsc() - t0) / kTrips);
-    }
-  });
-  self.join();
-  peer.join();
-  if (rounds.empty()) return 0;
-  std::sort(rounds.begin(), rounds.end());
-  return rounds[kRounds / 2];
-}
-
 // One run: with pool pages (baseline = nullptr) or with the named heap
 // baseline ("malloc" or "stack").
 RunResult run_once(const Config& c, const char* baseline, FILE* live) {
-  const double rt = c.hw_cpu >= 0 && !c.cpus.empty() ? line_round_trip(c.hw_cpu, c.cpus[0]) : 0;
+  const double rt = c.hw_cpu >= 0 && !c.cpus.empty() ? pagepool_tools::line_round_trip(c.hw_cpu, c.cpus[0]) : 0;
   auto devs = open_devices(c);
   pf::ForwarderOptions fo;
   fo.threads = c.threads;
