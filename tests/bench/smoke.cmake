@@ -32,7 +32,7 @@ if(NOT raw MATCHES "^case,allocator,rep,status,ns,mops,ops,line_rt_cycles,note\n
   message(FATAL_ERROR "raw.csv has no line_rt_cycles column:\n${raw}")
 endif()
 execute_process(COMMAND nproc OUTPUT_VARIABLE ncpu OUTPUT_STRIP_TRAILING_WHITESPACE)
-if(ncpu GREATER 1 AND NOT out MATCHES "S3/S5 run on two CPUs\\. A cache line's round trip")
+if(ncpu GREATER 1 AND NOT out MATCHES "The owner's CPU and the first returner's: a cache line's round trip")
   message(FATAL_ERROR "no line round trip in the report (${ncpu} CPUs):\n${out}")
 endif()
 if(NOT out MATCHES "\\| S1 \\|")

@@ -149,8 +149,8 @@ std::string placement_note(const Results& r) {
   std::vector<double> sorted = rts;
   std::sort(sorted.begin(), sorted.end());
   std::ostringstream o;
-  o << "\nS3/S5 run on two CPUs. A cache line's round trip between them, measured just before each run "
-       "(untimed, TSC cycles): median "
+  o << "\nThe owner's CPU and the first returner's: a cache line's round trip between them, measured just "
+       "before each S3/S5 run (untimed, TSC cycles): median "
     << num(sorted[sorted.size() / 2]) << " [" << num(sorted.front()) << "–" << num(sorted.back()) << "] over "
     << rts.size() << " runs. ";
   if (far.empty()) {
