@@ -113,6 +113,7 @@ done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 && "$DURATION" -le 600 ]] || die "--duration must be 1..600 seconds"
 [[ "$SIZE" =~ ^[0-9]+$ && "$SIZE" -ge 64 && "$SIZE" -le 1518 ]] || die "--size must be 64..1518"
 [[ "$RATE" =~ ^[0-9]+$ ]] || die "--rate must be frames per second (0: full speed), not '$RATE'"
+RATE=$((10#$RATE))  # "00" is 0 below and for pagepool-gen
 [[ "$GEN_MODE" =~ ^(auto|live|packet|xsk)$ ]] || die "--gen-mode must be auto, live, packet or xsk, not '$GEN_MODE'"
 # Live frames leave the gen veth as XDP frames, which veth hands to its peer
 # only when the peer has a native XDP program: in generic mode every one is

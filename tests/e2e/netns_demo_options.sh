@@ -24,6 +24,7 @@ expect "--rate must be frames per second" --rate 1k
 expect "--gen-mode must be auto, live, packet or xsk" --gen-mode pktgen
 expect "--gen-mode live needs --xdp-mode native" --gen-mode live
 expect "--gen-mode auto (live at full speed) needs --xdp-mode native" --gen-mode auto
+expect "--gen-mode auto (live at full speed) needs --xdp-mode native" --gen-mode auto --rate 00
 expect "unknown option '--bogus'" --bogus
 help=$("$DEMO" --help) || { echo "FAIL: --help exited non-zero"; fail=1; }
 [[ "$help" == *"--gen-mode auto|live|packet|xsk"* ]] || { echo "FAIL: --help lacks the usage line"; fail=1; }
