@@ -65,8 +65,8 @@ inline std::uint64_t tag_of(std::uint64_t seq) { return (seq + 1) * 0x9E3779B97F
 // allocator and by none whose buffers are 4160 bytes apart. Coloured, every
 // allocator's tag lands somewhere in its buffer's first KiB (all buffers are
 // at least 4 KiB), so the difference between allocators is theirs. The
-// scenario loops take `colours` as a template argument (scen::run_case), so
-// with 0 the call compiles to nothing.
+// scenario loops take `colours` as a template argument (scen::run_case_at),
+// so with 0 the call compiles to nothing.
 inline constexpr std::uintptr_t kTagColours = 15;
 [[gnu::always_inline]] inline std::byte* tag_at(std::byte* d, std::uintptr_t colours) {
   return d + ((reinterpret_cast<std::uintptr_t>(d) >> 12 & colours) << 6);

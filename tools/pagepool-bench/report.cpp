@@ -138,7 +138,8 @@ std::string placement_note(const Results& r) {
       for (const Outcome& x : r.v[c][a])
         if (x.line_rt > 0) rts.push_back(x.line_rt);
   if (rts.empty()) return "";
-  const double lo = *std::min_element(rts.begin(), rts.end());
+  std::sort(rts.begin(), rts.end());
+  const double lo = rts.front();
   for (std::size_t c = 0; c < r.cases.size(); ++c)
     for (std::size_t a = 0; a < r.allocs.size(); ++a)
       for (std::size_t k = 0; k < r.v[c][a].size(); ++k) {
@@ -146,12 +147,10 @@ std::string placement_note(const Results& r) {
         if (x.line_rt > 3 * lo && x.st == Outcome::ok)
           far.push_back({r.cases[c].label() + " " + r.allocs[a].name + " rep " + std::to_string(k + 1), x.ns, x.line_rt});
       }
-  std::vector<double> sorted = rts;
-  std::sort(sorted.begin(), sorted.end());
   std::ostringstream o;
   o << "\nThe owner's CPU and the first returner's: a cache line's round trip between them, measured just "
        "before each S3/S5 run (untimed, TSC cycles): median "
-    << num(sorted[sorted.size() / 2]) << " [" << num(sorted.front()) << "–" << num(sorted.back()) << "] over "
+    << num(rts[rts.size() / 2]) << " [" << num(lo) << "–" << num(rts.back()) << "] over "
     << rts.size() << " runs. ";
   if (far.empty()) {
     o << "No probe was above 3x the lowest.\n";
